@@ -1,0 +1,68 @@
+"""stochdef.adapters: the EoT engine and the Foolbox / ART / torchattacks adapters.
+
+Any randomized ``torch.nn.Module`` classifier goes to an attack library with its randomness averaged:
+
+>>> import torch
+>>> from torch import nn
+>>> from stochdef.adapters import EoT, eot_gradient
+>>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+>>> EoT(net, samples=8)(torch.rand(2, 4)).shape
+torch.Size([2, 3])
+
+``to_foolbox``, ``to_art`` and ``to_torchattacks`` import their library on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .eot import (
+    DEFAULT_MAX_BATCH,
+    EoT,
+    cross_entropy,
+    eot_gradient,
+    eot_value_and_grad,
+    expectation,
+    log_mean_softmax,
+    margin,
+    plan,
+    replicate,
+)
+from .randomness import FixedRandomness, fix_randomness, is_random
+from .torchattacks_model import to_torchattacks
+
+if TYPE_CHECKING:
+    from .art_classifier import EoTClassifier, to_art
+    from .foolbox_model import to_foolbox
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "EoT",
+    "EoTClassifier",
+    "FixedRandomness",
+    "cross_entropy",
+    "eot_gradient",
+    "eot_value_and_grad",
+    "expectation",
+    "fix_randomness",
+    "is_random",
+    "log_mean_softmax",
+    "margin",
+    "plan",
+    "replicate",
+    "to_art",
+    "to_foolbox",
+    "to_torchattacks",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("to_art", "EoTClassifier"):
+        from . import art_classifier
+
+        return getattr(art_classifier, name)
+    if name == "to_foolbox":
+        from .foolbox_model import to_foolbox
+
+        return to_foolbox
+    raise AttributeError(f"module 'stochdef.adapters' has no attribute {name!r}")

@@ -1,0 +1,219 @@
+"""Hand a randomized model to ART as a classifier whose every gradient is an exact EoT average."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from art.estimators.classification import PyTorchClassifier
+from torch import nn
+
+from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
+from .eot import DEFAULT_MAX_BATCH, EoT, expectation, plan, replicate
+from .foolbox_model import module_device
+
+Output = Literal["probs", "logits"]
+Array = Any  # np.ndarray or torch.Tensor: every method returns the type it received
+
+
+class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
+    """ART ``PyTorchClassifier`` over an :class:`~stochdef.adapters.EoT` module.
+
+    Overrides exactly what ART's attacks call, each an exact average over ``samples`` draws:
+
+    * ``predict``: ``E[softmax(f(x))]`` (``output="probs"``) or ``E[f(x)]`` (``output="logits"``);
+    * ``class_gradient``: ``E[grad_x out_k]`` of that same output, so predictions and gradients agree
+      (DeepFool and C&W linearise one with the other; use ``output="logits"`` for them, as ART warns
+      that they expect logits);
+    * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss;
+    * ``compute_loss``: ``E[loss(f(x), y)]``.
+
+    Numpy and torch inputs are accepted and the same type is returned (``predict`` always sees and
+    returns numpy: ART's ``InputFilter`` metaclass converts its input first); labels may be integer indices
+    of shape ``(N,)`` or one-hot ``(N, nb_classes)``. With ``samples=1`` on a deterministic model and
+    ``output="logits"`` every method returns what a plain ``PyTorchClassifier`` returns.
+    """
+
+    def __init__(self, eot: EoT, *, output: Output = "probs", **kwargs: Any) -> None:
+        super().__init__(model=eot, **kwargs)
+        self._eot = eot
+        self._output: Output = check_choice("output", output, ("probs", "logits"))  # type: ignore[assignment]
+
+    # -- conversions -------------------------------------------------------------------------------
+    def _inputs(self, x: Array) -> torch.Tensor:
+        xt = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
+        if not isinstance(xt, torch.Tensor):
+            raise TypeError(f"x must be a numpy array or torch.Tensor, got {type(x).__name__}")
+        param = next(iter(self._eot.parameters()), None)
+        if param is not None and xt.is_floating_point() and xt.dtype != param.dtype:
+            raise TypeError(f"x must have dtype {param.dtype} like the model, got {xt.dtype}")
+        xt = xt.to(self._device)
+        check_input(xt, bounds=self._eot.bounds, sample_shape=self._eot.input_shape)
+        return xt
+
+    def _labels(self, y: Array, batch: int) -> torch.Tensor:
+        yt = torch.from_numpy(np.asarray(y)) if isinstance(y, np.ndarray) else y
+        if not isinstance(yt, torch.Tensor):
+            raise TypeError(f"y must be a numpy array or torch.Tensor, got {type(y).__name__}")
+        if yt.dim() == 2:
+            if yt.shape[1] != self.nb_classes:
+                raise ValueError(f"y must be one-hot with {self.nb_classes} columns, got shape {tuple(yt.shape)}")
+            yt = yt.argmax(dim=1)
+        elif yt.is_floating_point() and not bool((yt == yt.round()).all()):
+            raise ValueError("y of shape (N,) must hold integer class indices")
+        yt = yt.to(device=self._device, dtype=torch.int64)
+        check_labels(yt, batch=batch, num_classes=self.nb_classes)
+        return yt
+
+    @staticmethod
+    def _like(result: torch.Tensor, reference: Array) -> Array:
+        if isinstance(reference, torch.Tensor):
+            return result
+        return result.detach().cpu().numpy().astype(np.float32)
+
+    def _transform(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=-1) if self._output == "probs" else logits
+
+    # -- what ART's attacks call -----------------------------------------------------------------------
+    def predict(self, x: Array, batch_size: int = 128, training_mode: bool = False, **kwargs: Any) -> Array:
+        check_int("batch_size", batch_size, minimum=1)
+        self._model.train(mode=training_mode)
+        xt = self._inputs(x)
+        transform = self._transform if self._output == "probs" else None
+        with torch.no_grad():
+            parts = [
+                expectation(
+                    self._eot.model,
+                    xt[i : i + batch_size],
+                    samples=self._eot.samples,
+                    max_batch=self._eot.max_batch,
+                    transform=transform,
+                )
+                for i in range(0, xt.shape[0], batch_size)
+            ]
+        return self._like(torch.cat(parts), x)
+
+    def class_gradient(
+        self, x: Array, label: int | list[int] | np.ndarray | None = None, training_mode: bool = False, **kwargs: Any
+    ) -> Array:
+        self._model.train(mode=training_mode)
+        xt = self._inputs(x)
+        batch = xt.shape[0]
+        per_example: torch.Tensor | None = None
+        if label is None:
+            classes = list(range(self.nb_classes))
+        elif isinstance(label, (int, np.integer)):
+            if not 0 <= int(label) < self.nb_classes:
+                raise ValueError(f"label must be in [0, {self.nb_classes}), got {label}")
+            classes = [int(label)]
+        else:
+            per_example = self._labels(np.asarray(label), batch)
+            classes = [-1]
+        grads = torch.zeros(batch, len(classes), *xt.shape[1:], dtype=xt.dtype, device=xt.device)
+        samples = self._eot.samples
+        with torch.enable_grad():
+            for rows, calls in plan(batch, samples, self._eot.max_batch):
+                width = rows.stop - rows.start
+                for copies in calls:
+                    xr = replicate(xt[rows].detach(), copies).requires_grad_(True)
+                    out = self._transform(self._eot.model(xr))
+                    for j, c in enumerate(classes):
+                        if per_example is None:
+                            target = out[:, c].sum()
+                        else:
+                            target = out.gather(1, replicate(per_example[rows], copies)[:, None]).sum()
+                        (g,) = torch.autograd.grad(target, xr, retain_graph=j < len(classes) - 1)
+                        grads[rows, j] += g.view(copies, width, *xt.shape[1:]).sum(0)
+        return self._like(grads / samples, x)
+
+    def loss_gradient(self, x: Array, y: Array, training_mode: bool = False, **kwargs: Any) -> Array:
+        self._model.train(mode=training_mode)
+        xt = self._inputs(x)
+        yt = self._labels(y, xt.shape[0])
+        batch, samples = xt.shape[0], self._eot.samples
+        grad = torch.zeros_like(xt)
+        per_call = max(1, self._eot.max_batch // max(batch, 1))
+        with torch.enable_grad():
+            for done in range(0, samples, per_call):
+                copies = min(per_call, samples - done)
+                xr = replicate(xt.detach(), copies).requires_grad_(True)
+                out = self._eot.model(xr).view(copies, batch, -1)
+                # ART's own loss (with its own reduction) on each draw, summed over the draws of this call.
+                loss = sum(self._loss(out[s], yt) for s in range(copies))
+                (g,) = torch.autograd.grad(loss, xr)
+                grad += g.view(copies, *xt.shape).sum(0)
+        return self._like(grad / samples, x)
+
+    def compute_loss(self, x: Array, y: Array, reduction: str = "none", **kwargs: Any) -> Array:
+        check_choice("reduction", reduction, ("none", "mean", "sum"))
+        xt = self._inputs(x)
+        yt = self._labels(y, xt.shape[0])
+        losses = torch.zeros(xt.shape[0], dtype=xt.dtype, device=xt.device)
+        previous = self._loss.reduction
+        self._loss.reduction = "none"
+        try:
+            with torch.no_grad():
+                for rows, calls in plan(xt.shape[0], self._eot.samples, self._eot.max_batch):
+                    for copies in calls:
+                        out = self._eot.model(replicate(xt[rows], copies))
+                        per_row = self._loss(out, replicate(yt[rows], copies))
+                        losses[rows] += per_row.view(copies, rows.stop - rows.start).sum(0)
+        finally:
+            self._loss.reduction = previous
+        losses = losses / self._eot.samples
+        if reduction == "mean":
+            losses = losses.mean()
+        elif reduction == "sum":
+            losses = losses.sum()
+        return losses if isinstance(x, torch.Tensor) else losses.detach().cpu().numpy()
+
+
+def to_art(
+    model: nn.Module,
+    *,
+    input_shape: tuple[int, ...],
+    nb_classes: int,
+    clip_values: Bounds,
+    samples: int,
+    loss: nn.Module | None = None,
+    device: str | torch.device | None = None,
+    output: Output = "probs",
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> EoTClassifier:
+    """An ART classifier over ``EoT(model, samples=...)`` whose gradients are exact EoT averages.
+
+    ``loss`` defaults to ``nn.CrossEntropyLoss()``; ``output`` picks what ``predict`` and
+    ``class_gradient`` average (see :class:`EoTClassifier`).
+
+    Example:
+        >>> import numpy as np
+        >>> from art.attacks.evasion import FastGradientMethod
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> clf = to_art(net, input_shape=(4,), nb_classes=3, clip_values=(0, 1), samples=4)
+        >>> x = np.random.rand(2, 4).astype(np.float32)
+        >>> FastGradientMethod(clf, eps=0.1).generate(x, y=np.array([0, 1])).shape
+        (2, 4)
+    """
+    check_int("nb_classes", nb_classes, minimum=2)
+    clip = check_bounds("clip_values", clip_values)
+    if loss is not None and not hasattr(loss, "reduction"):
+        raise TypeError("loss must be a torch loss module with a `reduction` attribute (e.g. nn.CrossEntropyLoss())")
+    dev = module_device(model, device)
+    eot = EoT(
+        model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip, input_shape=tuple(input_shape)
+    ).to(dev)
+    classifier = EoTClassifier(
+        eot,
+        output=output,
+        loss=loss if loss is not None else nn.CrossEntropyLoss(),
+        input_shape=tuple(input_shape),
+        nb_classes=nb_classes,
+        clip_values=clip,
+        preprocessing=None,
+        device_type="gpu" if dev.type == "cuda" else "cpu",
+    )
+    classifier._device = dev
+    return classifier

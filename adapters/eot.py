@@ -1,0 +1,263 @@
+"""Expectation over Transformation (EoT): average a randomized model over its own randomness.
+
+Two estimators, named so every result can say which it used (see DESIGN.md, "EoT: what is averaged"):
+
+* :class:`EoT` (``reduce="logits"`` or ``"probs"``) is a module: its output is the mean logits, or the log
+  of the mean softmax, over ``samples`` draws. Any attack of any library that holds it differentiates
+  that averaged output (Foolbox's ``ExpectationOverTransformationWrapper`` and Pinot et al.'s
+  ``EOTWrapper`` average the same way).
+* :func:`eot_gradient` is the exact Monte-Carlo mean of per-draw loss gradients,
+  ``E_theta[grad_x L(f_theta(x), y)]`` (torchattacks' ``EOTPGD`` and AutoAttack's ``rand`` version average
+  this way). The ART adapter and the in-house attacks use it.
+
+Both replicate the batch ``samples`` times along the batch dimension and run the model on the
+replicated batch, so a model that draws independent randomness per row (DESIGN.md contract 2) gives
+``samples`` independent draws per input in one vectorized call. Calls are chunked so no model call
+sees more than ``max_batch`` rows; the Python loop runs over chunks, never over samples one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
+
+Reduce = Literal["logits", "probs"]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossName = Literal["ce", "margin"]
+
+DEFAULT_MAX_BATCH = 8192
+REDUCES: tuple[str, ...] = ("logits", "probs")
+LOSSES: tuple[str, ...] = ("ce", "margin")
+
+
+def replicate(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """Stack ``copies`` copies of the batch ``x`` sample-major: row ``s * len(x) + i`` is ``x[i]``."""
+    return x.repeat(copies, *([1] * (x.dim() - 1)))
+
+
+def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int]]]:
+    """Split ``samples`` draws of a ``batch`` into model calls of at most ``max_batch`` rows.
+
+    Returns, per slice of rows, the number of draws (copies of those rows) in each call.
+
+    >>> plan(3, 5, 6)
+    [(slice(0, 3, None), [2, 2, 1])]
+    >>> plan(5, 2, 3)
+    [(slice(0, 3, None), [1, 1]), (slice(3, 5, None), [1, 1])]
+    """
+    width = min(batch, max_batch)
+    out = []
+    for start in range(0, batch, width):
+        rows = slice(start, min(start + width, batch))
+        per_call = max(1, max_batch // (rows.stop - rows.start))
+        out.append((rows, [min(per_call, samples - done) for done in range(0, samples, per_call)]))
+    return out
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy (higher = more adversarial)."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example Carlini-Wagner margin ``max_{j != y} z_j - z_y`` (positive = misclassified)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+    return other - true
+
+
+def resolve_loss(loss: LossName | LossFn) -> LossFn:
+    """Map a loss name to its per-example function; pass a callable through."""
+    if callable(loss):
+        return loss
+    return {"ce": cross_entropy, "margin": margin}[check_choice("loss", loss, LOSSES)]
+
+
+class EoT(nn.Module):
+    """A randomized classifier averaged over ``samples`` draws of its randomness.
+
+    ``forward(x)`` returns the mean logits (``reduce="logits"``) or the log of the mean softmax
+    (``reduce="probs"``, whose ``softmax`` is the ensemble's class probabilities). The wrapped model
+    is called on the batch replicated ``samples`` times; it must draw independent randomness per row
+    and must stay random in ``eval()`` mode (DESIGN.md contracts 1 and 2). With ``samples=1`` the
+    output is exactly ``model(x)`` (``reduce="logits"``).
+
+    Inputs are checked on every call (finite, rank, ``bounds``, ``input_shape`` when given) and never
+    clipped or cast; ``validate=False`` skips the checks.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> class Noisy(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc = nn.Linear(4, 3)
+        ...     def forward(self, x):
+        ...         return self.fc(x + 0.1 * torch.randn_like(x))
+        >>> eot = EoT(Noisy(), samples=16, bounds=(0.0, 1.0)).eval()
+        >>> eot(torch.rand(5, 4)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        samples: int,
+        reduce: Reduce = "logits",
+        max_batch: int = DEFAULT_MAX_BATCH,
+        bounds: Bounds | None = None,
+        input_shape: tuple[int, ...] | None = None,
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.samples = check_int("samples", samples, minimum=1)
+        self.reduce: Reduce = check_choice("reduce", reduce, REDUCES)  # type: ignore[assignment]
+        self.max_batch = check_int("max_batch", max_batch, minimum=1)
+        self.bounds = None if bounds is None else check_bounds("bounds", bounds)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.validate = validate
+
+    def extra_repr(self) -> str:
+        return f"samples={self.samples}, reduce={self.reduce!r}, max_batch={self.max_batch}, bounds={self.bounds}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.validate:
+            check_input(x, bounds=self.bounds, sample_shape=self.input_shape)
+        if self.reduce == "logits":
+            return expectation(self.model, x, samples=self.samples, max_batch=self.max_batch)
+        return log_mean_softmax(self.model, x, samples=self.samples, max_batch=self.max_batch)
+
+
+def expectation(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    samples: int,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> torch.Tensor:
+    """Monte-Carlo mean of ``transform(model(x))`` over ``samples`` draws (differentiable).
+
+    With ``samples=1`` and no ``transform`` this is ``model(x)`` itself, bit for bit.
+    """
+    samples = check_int("samples", samples, minimum=1)
+    max_batch = check_int("max_batch", max_batch, minimum=1)
+    if samples == 1 and x.shape[0] <= max_batch:
+        out = model(x)
+        return out if transform is None else transform(out)
+
+    def draws(out: torch.Tensor) -> torch.Tensor:
+        return (out if transform is None else transform(out)).sum(0)
+
+    return _accumulate(model, x, samples, max_batch, draws, torch.add) / samples
+
+
+def log_mean_softmax(
+    model: nn.Module, x: torch.Tensor, *, samples: int, max_batch: int = DEFAULT_MAX_BATCH
+) -> torch.Tensor:
+    """``log(mean_s softmax(model_s(x)))`` computed stably with log-sum-exp (differentiable)."""
+    samples = check_int("samples", samples, minimum=1)
+    max_batch = check_int("max_batch", max_batch, minimum=1)
+
+    def draws(out: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(F.log_softmax(out, dim=-1), dim=0)
+
+    return _accumulate(model, x, samples, max_batch, draws, torch.logaddexp) - math.log(samples)
+
+
+def _accumulate(
+    model: nn.Module,
+    x: torch.Tensor,
+    samples: int,
+    max_batch: int,
+    reduce_draws: Callable[[torch.Tensor], torch.Tensor],
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Run the model on replicated chunks; ``reduce_draws`` folds a ``(copies, rows, ...)`` output."""
+    parts: list[torch.Tensor] = []
+    for rows, calls in plan(x.shape[0], samples, max_batch):
+        width = rows.stop - rows.start
+        acc: torch.Tensor | None = None
+        for copies in calls:
+            out = model(replicate(x[rows], copies))
+            part = reduce_draws(out.view(copies, width, *out.shape[1:]))
+            acc = part if acc is None else combine(acc, part)
+        assert acc is not None
+        parts.append(acc)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def eot_value_and_grad(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    samples: int,
+    loss: LossName | LossFn = "ce",
+    max_batch: int = DEFAULT_MAX_BATCH,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example mean loss and exact EoT gradient ``E_theta[grad_x L(f_theta(x), y)]``.
+
+    ``loss`` is ``"ce"``, ``"margin"`` or a callable ``(logits, y) -> per-example losses``. Each example's
+    gradient is that of its own loss (no division by the batch size). Returns ``(loss, grad)`` with
+    shapes ``(B,)`` and ``x.shape``, both detached; the model's parameter gradients are untouched.
+    """
+    samples = check_int("samples", samples, minimum=1)
+    max_batch = check_int("max_batch", max_batch, minimum=1)
+    if validate:
+        check_input(x)
+        check_labels(y, batch=x.shape[0])
+    loss_fn = resolve_loss(loss)
+    grad = torch.zeros_like(x)
+    value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    with torch.enable_grad():
+        for rows, copies in ((r, c) for r, calls in plan(x.shape[0], samples, max_batch) for c in calls):
+            width = rows.stop - rows.start
+            xr = replicate(x[rows].detach(), copies).requires_grad_(True)
+            losses = loss_fn(model(xr), replicate(y[rows], copies))
+            if losses.shape != (copies * width,):
+                raise ValueError(
+                    f"loss must return one value per example, shape ({copies * width},), got {tuple(losses.shape)}"
+                )
+            (g,) = torch.autograd.grad(losses.sum(), xr)
+            grad[rows] += g.view(copies, width, *x.shape[1:]).sum(0)
+            value[rows] += losses.detach().view(copies, width).sum(0)
+    return value / samples, grad / samples
+
+
+def eot_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    samples: int,
+    loss: LossName | LossFn = "ce",
+    max_batch: int = DEFAULT_MAX_BATCH,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Exact EoT gradient: the Monte-Carlo mean over ``samples`` draws of per-draw loss gradients.
+
+    This is ``E_theta[grad_x L(f_theta(x), y)]``, not the gradient of the loss of the mean output. With
+    ``samples=1`` on a deterministic model it equals plain autograd of ``L(f(x), y).sum()``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Linear(4, 3)
+        >>> x, y = torch.rand(2, 4), torch.tensor([0, 2])
+        >>> eot_gradient(net, x, y, samples=8).shape
+        torch.Size([2, 4])
+    """
+    return eot_value_and_grad(model, x, y, samples=samples, loss=loss, max_batch=max_batch, validate=validate)[1]

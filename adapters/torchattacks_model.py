@@ -1,0 +1,33 @@
+"""Hand a randomized model to torchattacks with its output averaged over the model's randomness."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ._checks import Bounds, check_bounds
+from .eot import DEFAULT_MAX_BATCH, EoT, Reduce
+
+
+def to_torchattacks(
+    model: nn.Module,
+    *,
+    samples: int,
+    reduce: Reduce = "logits",
+    bounds: Bounds = (0.0, 1.0),
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> EoT:
+    """An ``nn.Module`` any ``torchattacks.Attack`` accepts: ``EoT(model, samples=..., reduce=...)``.
+
+    torchattacks calls ``model.eval()`` before it attacks; stochdef defenses stay random there, so the
+    attack sees the averaged output of a random model. torchattacks assumes inputs in ``[0, 1]``.
+
+    Example:
+        >>> import torch, torchattacks
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> attack = torchattacks.FGSM(to_torchattacks(net, samples=1), eps=0.1)
+        >>> attack(torch.rand(2, 4), torch.tensor([0, 1])).shape
+        torch.Size([2, 4])
+    """
+    bounds = check_bounds("bounds", bounds)
+    return EoT(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds).eval()

@@ -1,0 +1,240 @@
+"""The adapters against the libraries themselves: exact parity at samples=1, real attacks at samples>1."""
+
+from __future__ import annotations
+
+import foolbox as fb
+import numpy as np
+import pytest
+import torch
+import torchattacks
+from art.attacks.evasion import (
+    CarliniL2Method,
+    DeepFool,
+    FastGradientMethod,
+    ProjectedGradientDescent,
+)
+from art.estimators.classification import PyTorchClassifier
+from stochdef.adapters import EoT, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
+from torch import nn
+
+EPS, STEP, STEPS = 0.15, 0.02, 10
+SHAPE = (1, 8, 8)
+
+
+def _plain_art(model: nn.Module) -> PyTorchClassifier:
+    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=10, clip_values=(0, 1))
+
+
+def _onehot(y: torch.Tensor) -> np.ndarray:
+    return np.eye(10, dtype=np.float32)[y.numpy()]
+
+
+def _ensemble_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 64) -> float:
+    with torch.no_grad():
+        return float((EoT(model, samples=samples, reduce="probs")(x).argmax(1) == y).float().mean())
+
+
+# ---- (1) samples=1 on a deterministic model is the library's plain behaviour, bit for bit -------------
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_foolbox_parity(plain_digits_mlp: nn.Module, digits, attack: str, device: str) -> None:
+    model = plain_digits_mlp.to(device)
+    x, y = digits.x_test[:64].to(device), digits.y_test[:64].to(device)
+    fb_attack = (
+        fb.attacks.FGSM()
+        if attack == "fgsm"
+        else fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False)
+    )
+    plain = fb_attack(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=EPS)[1]
+    ours = fb_attack(to_foolbox(model, bounds=(0, 1), samples=1), x, y, epsilons=EPS)[1]
+    assert torch.equal(ours, plain)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_torchattacks_parity(plain_digits_mlp: nn.Module, digits, attack: str, device: str) -> None:
+    model = plain_digits_mlp.to(device)
+    x, y = digits.x_test[:64].to(device), digits.y_test[:64].to(device)
+
+    def make(m: nn.Module) -> torchattacks.Attack:
+        if attack == "fgsm":
+            return torchattacks.FGSM(m, eps=EPS)
+        return torchattacks.PGD(m, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)
+
+    assert torch.equal(make(to_torchattacks(model, samples=1))(x, y), make(model)(x, y))
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_art_attack_parity(plain_digits_mlp: nn.Module, digits, attack: str) -> None:
+    x, y = digits.x_test[:64].numpy(), digits.y_test[:64]
+
+    def make(clf: PyTorchClassifier):  # type: ignore[no-untyped-def]
+        if attack == "fgsm":
+            return FastGradientMethod(clf, eps=EPS)
+        return ProjectedGradientDescent(clf, eps=EPS, eps_step=STEP, max_iter=STEPS, num_random_init=0, verbose=False)
+
+    plain = make(_plain_art(plain_digits_mlp)).generate(x, y=_onehot(y))
+    ours_clf = to_art(
+        plain_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=1, output="logits"
+    )
+    assert np.array_equal(make(ours_clf).generate(x, y=_onehot(y)), plain)
+    assert np.array_equal(make(ours_clf).generate(x, y=y.numpy()), plain)  # integer labels of shape (N,)
+
+
+def test_art_methods_parity(plain_digits_mlp: nn.Module, digits) -> None:
+    x, y = digits.x_test[:32].numpy(), digits.y_test[:32]
+    plain = _plain_art(plain_digits_mlp)
+    ours = to_art(plain_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=1, output="logits")
+    assert np.array_equal(ours.predict(x), plain.predict(x))
+    assert np.array_equal(ours.loss_gradient(x, _onehot(y)), plain.loss_gradient(x, _onehot(y)))
+    np.testing.assert_allclose(ours.class_gradient(x), plain.class_gradient(x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.class_gradient(x, label=3), plain.class_gradient(x, label=3), rtol=1e-6, atol=1e-8)
+    labels = y.numpy()
+    np.testing.assert_allclose(
+        ours.class_gradient(x, label=labels), plain.class_gradient(x, label=labels), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(ours.compute_loss(x, _onehot(y)), plain.compute_loss(x, _onehot(y)), rtol=1e-6)
+    probs = to_art(plain_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=1).predict(x)
+    np.testing.assert_allclose(probs, torch.softmax(torch.from_numpy(plain.predict(x)), 1).numpy(), rtol=1e-5)
+
+
+# ---- ART overrides are exact EoT averages; numpy in -> numpy out, torch in -> torch out ----------------
+
+
+def test_art_gradients_are_exact_eot_averages(noisy_digits_mlp: nn.Module, digits) -> None:
+    x, y = digits.x_test[:16], digits.y_test[:16]
+    clf = to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=40, output="logits")
+    torch.manual_seed(7)
+    art_grad = clf.loss_gradient(x.numpy(), y.numpy())
+    torch.manual_seed(7)  # same draws: one replicated call of 40 x 16 rows in both
+    expected = eot_gradient(noisy_digits_mlp, x, y, samples=40) / len(x)  # ART's loss is a batch mean
+    np.testing.assert_allclose(art_grad, expected.numpy(), rtol=1e-4, atol=1e-7)
+    torch.manual_seed(8)
+    class_grad = clf.class_gradient(x.numpy(), label=4)
+    torch.manual_seed(8)
+    expected = eot_gradient(noisy_digits_mlp, x, y, samples=40, loss=lambda z, t: z[:, 4])
+    np.testing.assert_allclose(class_grad[:, 0], expected.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_art_accepts_numpy_and_torch(noisy_digits_mlp: nn.Module, digits) -> None:
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    clf = to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=4)
+    # ART's InputFilter metaclass turns predict's input into numpy before any override runs: numpy out.
+    assert isinstance(clf.predict(x), np.ndarray)
+    for method, args in [("loss_gradient", (y,)), ("class_gradient", ()), ("compute_loss", (y,))]:
+        as_numpy = getattr(clf, method)(x.numpy(), *(a.numpy() for a in args))
+        as_torch = getattr(clf, method)(x, *args)
+        assert isinstance(as_numpy, np.ndarray), method
+        assert isinstance(as_torch, torch.Tensor), method
+        assert as_numpy.shape == tuple(as_torch.shape), method
+    probs = clf.predict(x.numpy())
+    np.testing.assert_allclose(probs.sum(1), np.ones(len(x)), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda c, x, y: c.predict(x + 2.0), "bounds"),
+        (lambda c, x, y: c.predict(x.astype(np.float64)), "dtype"),
+        (lambda c, x, y: c.loss_gradient(x, y + 10), "< 10"),
+        (lambda c, x, y: c.loss_gradient(x, y[:3]), "shape"),
+        (lambda c, x, y: c.class_gradient(x, label=11), "label"),
+        (lambda c, x, y: c.predict(x.reshape(len(x), 64)), "shape"),
+    ],
+)
+def test_art_bad_input_raises(noisy_digits_mlp: nn.Module, digits, call, match: str) -> None:  # type: ignore[no-untyped-def]
+    clf = to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=2)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(clf, digits.x_test[:8].numpy(), digits.y_test[:8].numpy())
+
+
+def test_adapter_bad_configuration_raises(noisy_digits_mlp: nn.Module) -> None:
+    with pytest.raises(ValueError, match="samples"):
+        to_foolbox(noisy_digits_mlp, bounds=(0, 1), samples=0)
+    with pytest.raises(ValueError, match="bounds"):
+        to_foolbox(noisy_digits_mlp, bounds=(1, 0), samples=2)
+    with pytest.raises(ValueError, match="reduce"):
+        to_torchattacks(noisy_digits_mlp, samples=2, reduce="median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="clip_values"):
+        to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 0), samples=2)
+    with pytest.raises(ValueError, match="output"):
+        to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=2, output="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_batch"):
+        to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=2, max_batch=0)
+
+
+# ---- (3)+(4) real attacks through the adapters lower a randomized model's accuracy; it stays random -------
+
+
+def _foolbox(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    fb_attack = (
+        fb.attacks.FGSM()
+        if attack == "fgsm"
+        else fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False)
+    )
+    return fb_attack(to_foolbox(model, bounds=(0, 1), samples=16), x, y, epsilons=EPS)[1]
+
+
+def _art(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    output = "logits" if attack in ("deepfool", "cw") else "probs"
+    clf = to_art(model, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=16, output=output)
+    art_attack = {
+        "fgsm": lambda: FastGradientMethod(clf, eps=EPS),
+        "pgd": lambda: ProjectedGradientDescent(clf, eps=EPS, eps_step=STEP, max_iter=STEPS, verbose=False),
+        "deepfool": lambda: DeepFool(clf, max_iter=20, epsilon=0.1, nb_grads=10, verbose=False),
+        "cw": lambda: CarliniL2Method(
+            clf,
+            confidence=2.0,
+            max_iter=20,
+            binary_search_steps=3,
+            learning_rate=0.05,
+            initial_const=1.0,
+            verbose=False,
+        ),
+    }[attack]()
+    labels = None if attack == "deepfool" else y.numpy()
+    return torch.from_numpy(art_attack.generate(x.numpy(), y=labels))
+
+
+def _torchattacks(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    tmodel = to_torchattacks(model, samples=16)
+    ta = (
+        torchattacks.FGSM(tmodel, eps=EPS)
+        if attack == "fgsm"
+        else torchattacks.PGD(tmodel, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)
+    )
+    return ta(x, y)
+
+
+CASES = [
+    ("foolbox", "fgsm"),
+    ("foolbox", "pgd"),
+    ("art", "fgsm"),
+    ("art", "pgd"),
+    ("art", "deepfool"),
+    ("art", "cw"),
+    ("torchattacks", "fgsm"),
+    ("torchattacks", "pgd"),
+]
+
+
+@pytest.mark.parametrize(("library", "attack"), CASES)
+def test_attacks_through_adapters_lower_accuracy(
+    noisy_digits_mlp: nn.Module, digits, library: str, attack: str
+) -> None:
+    torch.manual_seed(9)
+    x, y = digits.x_test[:100], digits.y_test[:100]
+    model = noisy_digits_mlp.train()  # the libraries must put it in eval mode themselves
+    clean = _ensemble_accuracy(model, x, y)
+    run = {"foolbox": _foolbox, "art": _art, "torchattacks": _torchattacks}[library]
+    x_adv = run(attack, model, x, y)
+    assert x_adv.shape == x.shape
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    if attack in ("fgsm", "pgd"):
+        assert float((x_adv - x).abs().max()) <= EPS + 1e-6
+    robust = _ensemble_accuracy(model, x_adv, y)
+    assert clean >= 0.85
+    assert robust <= clean - 0.3, f"{library} {attack}: clean {clean:.2f}, under attack {robust:.2f}"
+    # (4) the library called eval(); the model is still random there.
+    assert not model.training
+    assert is_random(model, x[:4])
