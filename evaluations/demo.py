@@ -12,10 +12,11 @@ import logging
 import time
 
 import torch
-from stochdef.adapters import EoT, to_art, to_foolbox, to_torchattacks
-from stochdef.defenses import NoiseInjection, fit, load_dataset, mlp
 from torch import nn
 from tqdm.auto import tqdm
+
+from stochdef.adapters import EoT, to_art, to_foolbox, to_torchattacks
+from stochdef.defenses import NoiseInjection, fit, load_dataset, mlp
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from stochdef.defenses import NoiseInjection, fit, load_dataset, mlp
 from torch import nn
+
+from stochdef.defenses import NoiseInjection, fit, load_dataset, mlp
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 

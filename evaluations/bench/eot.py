@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from stochdef.adapters import eot_gradient
 from stochdef.defenses.models import mlp
 from stochdef.defenses.noise import NoiseInjection
-from torch import nn
 
 from . import measure, target
 

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from stochdef.adapters import (
     EoT,
     eot_gradient,
@@ -18,7 +20,6 @@ from stochdef.adapters import (
     margin,
     plan,
 )
-from torch import nn
 
 
 class RowNoise(nn.Module):

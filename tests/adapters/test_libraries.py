@@ -14,8 +14,9 @@ from art.attacks.evasion import (
     ProjectedGradientDescent,
 )
 from art.estimators.classification import PyTorchClassifier
-from stochdef.adapters import EoT, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
 from torch import nn
+
+from stochdef.adapters import EoT, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
 
 EPS, STEP, STEPS = 0.15, 0.02, 10
 SHAPE = (1, 8, 8)

@@ -1,0 +1,74 @@
+"""Benchmark: forward+backward through a layer whose every row draws its own weights, vs the plain layer.
+
+Target (issue: stochastic-weight defenses): at most 3x ``nn.Linear`` / ``nn.Conv2d`` at the same batch
+size on a CPU. Each case is ``(name, make_layer, make_reference, input_shape)``; family modules' layers
+are added to :data:`CASES`. The ``gaussian_*`` cases time the shared per-example sampling maths alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
+
+from . import measure, target
+
+
+class _GaussianLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_linear(x, self.weight, 0.1 * self.weight.abs(), self.bias, None)
+
+
+class _GaussianConv2d(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_conv2d(x, self.weight, 0.1 * self.weight.abs(), self.bias, None, padding=self.padding)
+
+
+Case = tuple[str, Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...]]
+
+LINEAR_SHAPE = (128, 784)
+CONV_SHAPE = (64, 16, 28, 28)
+
+CASES: list[Case] = [
+    ("gaussian_linear 784->100", lambda: _GaussianLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+    (
+        "gaussian_conv2d 16->32 3x3",
+        lambda: _GaussianConv2d(16, 32, 3, padding=1),
+        lambda: nn.Conv2d(16, 32, 3, padding=1),
+        CONV_SHAPE,
+    ),
+]
+
+
+def _step(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        layer.zero_grad(set_to_none=True)
+        xr = x.detach().requires_grad_(True)
+        layer(xr).square().mean().backward()
+
+    return run
+
+
+def run(*, device: str = "cpu", repeat: int = 7, quick: bool = False) -> dict[str, Any]:
+    torch.manual_seed(0)
+    timings: dict[str, dict[str, float]] = {}
+    ratios: dict[str, float] = {}
+    for name, make, make_ref, shape in CASES:
+        if quick:
+            shape = (8, *shape[1:])
+        x = torch.rand(shape, device=device)
+        ours = measure(_step(make().to(device), x), repeat=repeat, device=device)
+        ref = measure(_step(make_ref().to(device), x), repeat=repeat, device=device)
+        timings[f"{name} (per-example draws)"] = ours
+        timings[f"{name} (plain reference)"] = ref
+        ratios[f"{name} / plain"] = ours["median"] / ref["median"]
+    return {
+        "config": {"batch_linear": LINEAR_SHAPE[0], "batch_conv": CONV_SHAPE[0], "pass": "forward+backward"},
+        "timings": timings,
+        "ratios": ratios,
+        "targets": {name: target(value, 3.0, at_most=True) for name, value in ratios.items()},
+    }
