@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from stochdef.defenses.dropconnect import DropConnectLinear
 from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
+from stochdef.defenses.sdr import SDRLinear
 
 from . import measure, target
 
@@ -41,6 +43,10 @@ CASES: list[Case] = [
         lambda: nn.Conv2d(16, 32, 3, padding=1),
         CONV_SHAPE,
     ),
+    ("SDRLinear learnable 784->100", lambda: SDRLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+    ("SDRLinear decay 784->100", lambda: SDRLinear(784, 100, mode="decay"), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+    # Exact per-example masks draw batch*out*in Bernoullis: memory-bound, far above 3x nn.Linear's GEMM.
+    ("DropConnect p=0.2 784->100", lambda: DropConnectLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
 ]
 
 
