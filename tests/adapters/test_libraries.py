@@ -192,6 +192,7 @@ def _art(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
             binary_search_steps=3,
             learning_rate=0.05,
             initial_const=1.0,
+            batch_size=100,  # ART's default of 1 optimizes one example at a time: 100x the model calls
             verbose=False,
         ),
     }[attack]()
