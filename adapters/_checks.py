@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -57,7 +58,7 @@ def check_like_model(x: torch.Tensor, model: torch.nn.Module, *, name: str = "x"
 
     A model without floating parameters or buffers accepts anything; nothing is ever cast or moved.
     """
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):  # lazily: stops at the first float
         if not tensor.is_floating_point():
             continue
         if x.device != tensor.device:
