@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -28,15 +29,43 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 
 def check_bounds(name: str, bounds: object) -> Bounds:
-    """Validate a ``(low, high)`` pair of finite floats with ``low < high``."""
+    """Validate a ``(low, high)`` pair of finite numbers with ``low < high`` (a tuple, list or 2-element array)."""
+    if isinstance(bounds, np.ndarray) and bounds.shape == (2,):
+        bounds = tuple(bounds.tolist())
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise TypeError(f"{name} must be a (low, high) pair, got {bounds!r}")
-    low, high = (float(b) for b in bounds)
+    if any(isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)) for b in bounds):
+        raise TypeError(f"{name} must hold two real numbers, got {bounds!r}")
+    low, high = float(bounds[0]), float(bounds[1])
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} must be finite, got {bounds!r}")
     if low >= high:
         raise ValueError(f"{name} must have low < high, got {bounds!r}")
     return low, high
+
+
+def check_shape(name: str, shape: object) -> tuple[int, ...]:
+    """Validate a per-example shape: a non-empty tuple/list of positive ints."""
+    if not isinstance(shape, (tuple, list)) or len(shape) == 0:
+        raise TypeError(f"{name} must be a non-empty tuple of ints (one example's shape), got {shape!r}")
+    if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+        raise ValueError(f"{name} must hold positive ints, got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def check_like_model(x: torch.Tensor, model: torch.nn.Module, *, name: str = "x") -> None:
+    """Raise unless ``x`` has the dtype and device of ``model``'s first floating parameter (or buffer).
+
+    A model without floating parameters or buffers accepts anything; nothing is ever cast or moved.
+    """
+    for tensor in itertools.chain(model.parameters(), model.buffers()):  # lazily: stops at the first float
+        if not tensor.is_floating_point():
+            continue
+        if x.device != tensor.device:
+            raise ValueError(f"{name} must be on the model's device {tensor.device}, got {x.device}")
+        if x.dtype != tensor.dtype:
+            raise TypeError(f"{name} must have the model's dtype {tensor.dtype}, got {x.dtype}")
+        return
 
 
 def check_input(
@@ -67,14 +96,27 @@ def check_input(
             raise ValueError(f"{name} must lie inside bounds {bounds}, got values in [{lo:.6g}, {hi:.6g}]")
 
 
-def check_labels(y: torch.Tensor, *, batch: int, num_classes: int | None = None, name: str = "y") -> None:
-    """Check integer class labels of shape ``(batch,)`` inside ``[0, num_classes)``."""
+def check_labels(
+    y: torch.Tensor,
+    *,
+    batch: int,
+    num_classes: int | None = None,
+    device: torch.device | None = None,
+    name: str = "y",
+) -> None:
+    """Check int64 class labels of shape ``(batch,)`` inside ``[0, num_classes)`` (on ``device`` when given).
+
+    Only ``torch.int64`` is accepted: it is the index type every loss and ``gather`` takes, and labels are
+    never cast behind the caller's back.
+    """
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.dtype != torch.int64:
+        raise TypeError(f"{name} must hold int64 class indices (torch.long), got dtype {y.dtype}")
     if y.shape != (batch,):
         raise ValueError(f"{name} must have shape ({batch},), got {tuple(y.shape)}")
+    if device is not None and y.device != device:
+        raise ValueError(f"{name} must be on {device} like the inputs, got {y.device}")
     if y.numel() and int(y.min()) < 0:
         raise ValueError(f"{name} must be >= 0, got {int(y.min())}")
     if num_classes is not None and y.numel() and int(y.max()) >= num_classes:

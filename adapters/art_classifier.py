@@ -10,15 +10,17 @@ import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
+from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels, check_shape
 from .eot import DEFAULT_MAX_BATCH, EoT, expectation, plan, replicate
 from .foolbox_model import module_device
 
 Output = Literal["probs", "logits"]
+# Losses over class indices: ART reduces one-hot labels to indices for exactly these (and so do the overrides).
+INDEX_LOSSES: tuple[type[nn.Module], ...] = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
 Array = Any  # np.ndarray or torch.Tensor: every method returns the type it received
 
 
-class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
+class EoTClassifier(PyTorchClassifier):
     """ART ``PyTorchClassifier`` over an :class:`~stochdef.adapters.EoT` module.
 
     Overrides exactly what ART's attacks call, each an exact average over ``samples`` draws:
@@ -60,6 +62,9 @@ class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
         if yt.dim() == 2:
             if yt.shape[1] != self.nb_classes:
                 raise ValueError(f"y must be one-hot with {self.nb_classes} columns, got shape {tuple(yt.shape)}")
+            one_hot = bool(((yt == 0) | (yt == 1)).all()) and bool((yt.sum(dim=1) == 1).all())
+            if not one_hot:  # soft labels would be silently reduced to their argmax
+                raise ValueError("y of shape (N, nb_classes) must be one-hot (a single 1 per row, zeros elsewhere)")
             yt = yt.argmax(dim=1)
         elif yt.is_floating_point() and not bool((yt == yt.round()).all()):
             raise ValueError("y of shape (N,) must hold integer class indices")
@@ -71,7 +76,7 @@ class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
     def _like(result: torch.Tensor, reference: Array) -> Array:
         if isinstance(reference, torch.Tensor):
             return result
-        return result.detach().cpu().numpy().astype(np.float32)
+        return result.detach().cpu().numpy()
 
     def _transform(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=-1) if self._output == "probs" else logits
@@ -93,7 +98,9 @@ class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
                 )
                 for i in range(0, xt.shape[0], batch_size)
             ]
-        return self._like(torch.cat(parts), x)
+        probs = torch.cat(parts) if parts else xt.new_zeros((0, self.nb_classes))
+        # ART's own predict returns float32 whatever the model's dtype.
+        return probs.detach().cpu().numpy().astype(np.float32)
 
     def class_gradient(
         self, x: Array, label: int | list[int] | np.ndarray | None = None, training_mode: bool = False, **kwargs: Any
@@ -134,12 +141,14 @@ class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
         yt = self._labels(y, xt.shape[0])
         batch, samples = xt.shape[0], self._eot.samples
         grad = torch.zeros_like(xt)
+        if batch == 0:
+            return self._like(grad, x)
         per_call = max(1, self._eot.max_batch // max(batch, 1))
         with torch.enable_grad():
             for done in range(0, samples, per_call):
                 copies = min(per_call, samples - done)
                 xr = replicate(xt.detach(), copies).requires_grad_(True)
-                out = self._eot.model(xr).view(copies, batch, -1)
+                out = self._eot.model(xr).reshape(copies, batch, -1)
                 # ART's own loss (with its own reduction) on each draw, summed over the draws of this call.
                 loss = sum(self._loss(out[s], yt) for s in range(copies))
                 (g,) = torch.autograd.grad(loss, xr)
@@ -148,6 +157,7 @@ class EoTClassifier(PyTorchClassifier):  # type: ignore[misc]
 
     def compute_loss(self, x: Array, y: Array, reduction: str = "none", **kwargs: Any) -> Array:
         check_choice("reduction", reduction, ("none", "mean", "sum"))
+        self._model.eval()  # as ART's compute_loss: batch-norm statistics must be neither used nor updated
         xt = self._inputs(x)
         yt = self._labels(y, xt.shape[0])
         losses = torch.zeros(xt.shape[0], dtype=xt.dtype, device=xt.device)
@@ -184,8 +194,9 @@ def to_art(
 ) -> EoTClassifier:
     """An ART classifier over ``EoT(model, samples=...)`` whose gradients are exact EoT averages.
 
-    ``loss`` defaults to ``nn.CrossEntropyLoss()``; ``output`` picks what ``predict`` and
-    ``class_gradient`` average (see :class:`EoTClassifier`).
+    ``loss`` defaults to ``nn.CrossEntropyLoss()`` and must be a loss over class indices
+    (``CrossEntropyLoss``, ``NLLLoss`` or ``MultiMarginLoss``, the ones ART reduces labels for);
+    ``output`` picks what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`).
 
     Example:
         >>> import numpy as np
@@ -199,21 +210,24 @@ def to_art(
     """
     check_int("nb_classes", nb_classes, minimum=2)
     clip = check_bounds("clip_values", clip_values)
-    if loss is not None and not hasattr(loss, "reduction"):
-        raise TypeError("loss must be a torch loss module with a `reduction` attribute (e.g. nn.CrossEntropyLoss())")
+    shape = check_shape("input_shape", input_shape)
+    if loss is not None and not isinstance(loss, INDEX_LOSSES):
+        # The overrides hand the loss class indices, as ART does for exactly these losses.
+        names = ", ".join(f"nn.{cls.__name__}" for cls in INDEX_LOSSES)
+        raise TypeError(f"loss must be one of {names} (a loss over class indices), got {type(loss).__name__}")
     dev = module_device(model, device)
-    eot = EoT(
-        model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip, input_shape=tuple(input_shape)
-    ).to(dev)
+    eot = EoT(model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip, input_shape=shape).to(dev)
     classifier = EoTClassifier(
         eot,
         output=output,
         loss=loss if loss is not None else nn.CrossEntropyLoss(),
-        input_shape=tuple(input_shape),
+        input_shape=shape,
         nb_classes=nb_classes,
         clip_values=clip,
         preprocessing=None,
         device_type="gpu" if dev.type == "cuda" else "cpu",
     )
+    # ART picks "cuda:<current device>" for device_type="gpu" and moves the model there: use the one asked for.
     classifier._device = dev
+    classifier._model.to(dev)
     return classifier

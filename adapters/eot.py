@@ -26,7 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
+from ._checks import (
+    Bounds,
+    check_bounds,
+    check_choice,
+    check_input,
+    check_int,
+    check_labels,
+    check_like_model,
+    check_shape,
+)
 
 Reduce = Literal["logits", "probs"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,9 +60,13 @@ def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int
     [(slice(0, 3, None), [2, 2, 1])]
     >>> plan(5, 2, 3)
     [(slice(0, 3, None), [1, 1]), (slice(3, 5, None), [1, 1])]
+    >>> plan(0, 4, 8)  # an empty batch needs no call
+    []
     """
     width = min(batch, max_batch)
-    out = []
+    out: list[tuple[slice, list[int]]] = []
+    if batch == 0:
+        return out
     for start in range(0, batch, width):
         rows = slice(start, min(start + width, batch))
         per_call = max(1, max_batch // (rows.stop - rows.start))
@@ -89,8 +102,8 @@ class EoT(nn.Module):
     and must stay random in ``eval()`` mode (DESIGN.md contracts 1 and 2). With ``samples=1`` the
     output is exactly ``model(x)`` (``reduce="logits"``).
 
-    Inputs are checked on every call (finite, rank, ``bounds``, ``input_shape`` when given) and never
-    clipped or cast; ``validate=False`` skips the checks.
+    Inputs are checked on every call (finite, rank, ``bounds``, ``input_shape`` when given, the dtype and
+    device of the model's parameters) and never clipped, cast or moved; ``validate=False`` skips the checks.
 
     Example:
         >>> import torch
@@ -125,7 +138,7 @@ class EoT(nn.Module):
         self.reduce: Reduce = check_choice("reduce", reduce, REDUCES)  # type: ignore[assignment]
         self.max_batch = check_int("max_batch", max_batch, minimum=1)
         self.bounds = None if bounds is None else check_bounds("bounds", bounds)
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else check_shape("input_shape", input_shape)
         self.validate = validate
 
     def extra_repr(self) -> str:
@@ -134,6 +147,7 @@ class EoT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.validate:
             check_input(x, bounds=self.bounds, sample_shape=self.input_shape)
+            check_like_model(x, self.model)
         if self.reduce == "logits":
             return expectation(self.model, x, samples=self.samples, max_batch=self.max_batch)
         return log_mean_softmax(self.model, x, samples=self.samples, max_batch=self.max_batch)
@@ -185,13 +199,16 @@ def _accumulate(
     combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """Run the model on replicated chunks; ``reduce_draws`` folds a ``(copies, rows, ...)`` output."""
+    if x.shape[0] == 0:  # an empty batch: one call gives the output's shape, dtype and device
+        out = model(x)
+        return reduce_draws(out.reshape(1, *out.shape))
     parts: list[torch.Tensor] = []
     for rows, calls in plan(x.shape[0], samples, max_batch):
         width = rows.stop - rows.start
         acc: torch.Tensor | None = None
         for copies in calls:
             out = model(replicate(x[rows], copies))
-            part = reduce_draws(out.view(copies, width, *out.shape[1:]))
+            part = reduce_draws(out.reshape(copies, width, *out.shape[1:]))
             acc = part if acc is None else combine(acc, part)
         assert acc is not None
         parts.append(acc)
@@ -218,15 +235,22 @@ def eot_value_and_grad(
     max_batch = check_int("max_batch", max_batch, minimum=1)
     if validate:
         check_input(x)
-        check_labels(y, batch=x.shape[0])
+        check_like_model(x, model)
+        check_labels(y, batch=x.shape[0], device=x.device)
     loss_fn = resolve_loss(loss)
+    # A named loss indexes the logits with y: check the labels against the number of classes once it is known.
+    labels_checked = not (validate and isinstance(loss, str))
     grad = torch.zeros_like(x)
     value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.enable_grad():
         for rows, copies in ((r, c) for r, calls in plan(x.shape[0], samples, max_batch) for c in calls):
             width = rows.stop - rows.start
             xr = replicate(x[rows].detach(), copies).requires_grad_(True)
-            losses = loss_fn(model(xr), replicate(y[rows], copies))
+            logits = model(xr)
+            if not labels_checked:
+                check_labels(y, batch=x.shape[0], num_classes=logits.shape[-1])
+                labels_checked = True
+            losses = loss_fn(logits, replicate(y[rows], copies))
             if losses.shape != (copies * width,):
                 raise ValueError(
                     f"loss must return one value per example, shape ({copies * width},), got {tuple(losses.shape)}"

@@ -27,7 +27,9 @@ class _GaussianLinear(nn.Linear):
 
 class _GaussianConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_conv2d(x, self.weight, 0.1 * self.weight.abs(), self.bias, None, padding=self.padding)
+        pad = self.padding  # nn.Conv2d stores a str or a tuple of ints; gaussian_conv2d takes a str or a pair
+        padding = pad if isinstance(pad, str) else (pad[0], pad[1])
+        return gaussian_conv2d(x, self.weight, 0.1 * self.weight.abs(), self.bias, None, padding=padding)
 
 
 Case = tuple[str, Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...]]

@@ -213,3 +213,56 @@ def test_bad_gradient_arguments_raise(plain_digits_mlp: nn.Module, digits) -> No
         eot_gradient(plain_digits_mlp, x, y, samples=2, loss="hinge")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-finite"):
         eot_gradient(plain_digits_mlp, x * float("nan"), y, samples=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"bounds": ("a", 1.0)}, TypeError, "bounds must hold two real numbers"),
+        ({"bounds": (None, 1.0)}, TypeError, "bounds must hold two real numbers"),
+        ({"input_shape": 2}, TypeError, "input_shape"),
+        ({"input_shape": (0,)}, ValueError, "input_shape"),
+        ({"input_shape": (2.0,)}, ValueError, "input_shape"),
+    ],
+)
+def test_bad_bounds_and_shapes_name_the_argument(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        EoT(nn.Linear(2, 2), samples=2, **kwargs)
+
+
+def test_bounds_as_a_numpy_pair() -> None:
+    np = pytest.importorskip("numpy")
+    assert EoT(nn.Linear(2, 2), samples=2, bounds=np.array([0.0, 1.0])).bounds == (0.0, 1.0)
+
+
+def test_input_of_another_dtype_or_device_than_the_model_raises() -> None:
+    with pytest.raises(TypeError, match="x must have the model's dtype torch.float32, got torch.float64"):
+        EoT(nn.Linear(2, 2), samples=2)(torch.rand(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="x must be on the model's device meta"):
+        EoT(nn.Linear(2, 2, device="meta"), samples=2)(torch.rand(3, 2))
+    with pytest.raises(TypeError, match="x must have the model's dtype"):
+        eot_gradient(nn.Linear(2, 2), torch.rand(3, 2, dtype=torch.float64), torch.tensor([0, 1, 0]), samples=2)
+
+
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+def test_labels_are_checked_against_the_model_output(loss: str) -> None:
+    x = torch.rand(3, 4)
+    with pytest.raises(ValueError, match=r"y must be < 3 \(the number of classes\), got 3"):
+        eot_gradient(nn.Linear(4, 3), x, torch.tensor([0, 3, 1]), samples=2, loss=loss)  # type: ignore[arg-type]
+    # int32/uint8 labels break cross_entropy or gather further down: refused up front, never cast.
+    for dtype in (torch.int32, torch.uint8):
+        with pytest.raises(TypeError, match="y must hold int64"):
+            eot_gradient(nn.Linear(4, 3), x, torch.tensor([0, 2, 1], dtype=dtype), samples=2, loss=loss)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="y must be on cpu"):
+        eot_gradient(nn.Linear(4, 3), x, torch.zeros(3, dtype=torch.long, device="meta"), samples=2)
+
+
+def test_an_empty_batch_gives_empty_results() -> None:
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x = torch.rand(0, 4)
+    for reduce in ("logits", "probs"):
+        out = EoT(net, samples=5, reduce=reduce)(x)  # type: ignore[arg-type]
+        assert out.shape == (0, 3) and out.dtype == torch.float32
+    value, grad = eot_value_and_grad(net, x, torch.zeros(0, dtype=torch.long), samples=5)
+    assert value.shape == (0,) and grad.shape == (0, 4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import foolbox as fb
 import numpy as np
 import pytest
@@ -190,6 +192,7 @@ def _art(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
             binary_search_steps=3,
             learning_rate=0.05,
             initial_const=1.0,
+            batch_size=100,  # ART's default of 1 optimizes one example at a time: 100x the model calls
             verbose=False,
         ),
     }[attack]()
@@ -239,3 +242,52 @@ def test_attacks_through_adapters_lower_accuracy(
     # (4) the library called eval(); the model is still random there.
     assert not model.training
     assert is_random(model, x[:4])
+
+
+# ---- ART contract details: eval mode in compute_loss, no silent casts or label fixes, empty batches --------
+
+
+def test_art_compute_loss_runs_in_eval_mode_like_art(digits) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    with torch.no_grad():  # non-trivial running statistics
+        net(digits.x_train[:256])
+    net.train()
+    plain_net = copy.deepcopy(net)
+    x, y = digits.x_test[:32].numpy(), _onehot(digits.y_test[:32])
+    running_mean = net[2].running_mean.clone()
+    ours = to_art(net, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=1, output="logits")
+    losses = ours.compute_loss(x, y)
+    assert torch.equal(net[2].running_mean, running_mean)  # batch-norm statistics neither used nor updated
+    np.testing.assert_allclose(losses, _plain_art(plain_net).compute_loss(x, y), rtol=1e-6)
+
+
+def test_art_keeps_a_float64_model_in_float64(plain_digits_mlp: nn.Module, digits) -> None:
+    model = copy.deepcopy(plain_digits_mlp).double()
+    x, y = digits.x_test[:16].double(), digits.y_test[:16]
+    clf = to_art(model, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=1, output="logits")
+    grad = clf.loss_gradient(x.numpy(), y.numpy())
+    xr = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(nn.functional.cross_entropy(model(xr), y), xr)  # ART's loss: a batch mean
+    assert grad.dtype == np.float64
+    np.testing.assert_allclose(grad, expected.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_art_refuses_soft_labels_and_non_index_losses(noisy_digits_mlp: nn.Module, digits) -> None:
+    clf = to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=2)
+    x = digits.x_test[:4].numpy()
+    soft = np.full((4, 10), 0.1, dtype=np.float32)
+    with pytest.raises(ValueError, match="one-hot"):
+        clf.loss_gradient(x, soft)
+    with pytest.raises(TypeError, match="loss must be one of"):
+        to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=2, loss=nn.MSELoss())
+    with pytest.raises(TypeError, match="input_shape"):
+        to_art(noisy_digits_mlp, input_shape=64, nb_classes=10, clip_values=(0, 1), samples=2)  # type: ignore[arg-type]
+
+
+def test_art_empty_batch(noisy_digits_mlp: nn.Module) -> None:
+    clf = to_art(noisy_digits_mlp, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=3)
+    x = np.zeros((0, *SHAPE), dtype=np.float32)
+    assert clf.predict(x).shape == (0, 10)
+    assert clf.loss_gradient(x, np.zeros(0, dtype=np.int64)).shape == x.shape
+    assert clf.class_gradient(x).shape == (0, 10, *SHAPE)

@@ -1,0 +1,69 @@
+"""`.ci/run` extracts the README's one test command and would run exactly that (checked without running it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OPEN, CLOSE = "<!-- test-command -->", "<!-- /test-command -->"
+
+
+def _readme_command(text: str) -> str:
+    """An independent reading of the README: the one line of the ```bash fence between the markers."""
+    assert text.count(OPEN) == 1 and text.count(CLOSE) == 1
+    block = text.split(OPEN, 1)[1].split(CLOSE, 1)[0]
+    match = re.fullmatch(r"\n```bash\n([^\n]+)\n```\n", block)
+    assert match is not None, f"not a one-line bash fence: {block!r}"
+    return match.group(1)
+
+
+def _ci_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(root / ".ci" / "run"), *args], capture_output=True, text=True, timeout=60)
+
+
+def _checkout_with_readme(tmp_path: Path, readme: str) -> Path:
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / "README.md").write_text(readme)
+    return tmp_path
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    command = _readme_command((ROOT / "README.md").read_text())
+    printed = _ci_run(ROOT, "--print")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == command + "\n"
+    # CI starts from a clean checkout: the command must make its own venv and install the test extra.
+    assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+    assert "pip install -e '.[test]'" in command and "python -m pytest" in command
+
+
+def test_ci_executes_the_extracted_line_in_the_checkout(tmp_path: Path) -> None:
+    command = "echo ok > ran.txt && test -f README.md"  # runs in the checkout's root
+    root = _checkout_with_readme(tmp_path, f"# x\n\n{OPEN}\n```bash\n{command}\n```\n{CLOSE}\n")
+    result = _ci_run(root)
+    assert result.returncode == 0, result.stderr
+    assert (root / "ran.txt").read_text() == "ok\n"
+    assert result.stdout.startswith("+ echo ok > ran.txt")
+
+
+@pytest.mark.parametrize(
+    ("readme", "match"),
+    [
+        ("# no block\n", "found 0 opening and 0 closing"),
+        (f"{OPEN}\n```bash\ntrue\n```\n{CLOSE}\n" * 2, "found 2 opening and 2 closing"),
+        (f"{OPEN}\n```bash\ntrue\ntrue\n```\n{CLOSE}\n", "exactly one command line"),
+        (f"{OPEN}\n```\ntrue\n```\n{CLOSE}\n", "exactly one command line"),
+        (f"{OPEN}\n```bash\n\n```\n{CLOSE}\n", "exactly one command line"),
+    ],
+)
+def test_ci_refuses_a_readme_without_exactly_one_command(tmp_path: Path, readme: str, match: str) -> None:
+    result = _ci_run(_checkout_with_readme(tmp_path, readme))
+    assert result.returncode == 1
+    assert match in result.stderr
+    assert result.stdout == ""  # nothing was run
