@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "wrap a randomized MNIST model and attack it through Foolbox, ART and torchattacks"),
     "train": ("train_cli", "train a defense from the zoo and save its checkpoint"),
     "bench": ("bench_cli", "run a benchmark: print medians and ratios, write JSON"),
+    "crosscheck": (
+        "crosscheck_cli",
+        "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
+    ),
 }
 
 

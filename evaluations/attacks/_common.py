@@ -1,0 +1,97 @@
+"""What every in-house attack shares: the result type, argument checks, and EoT-averaged evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stochdef.adapters import DEFAULT_MAX_BATCH, plan, replicate
+from stochdef.adapters._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
+from stochdef.defenses._checks import check_range
+
+__all__ = ["AttackResult", "Bounds", "check_choice", "check_int", "check_range", "evaluate", "prepare", "succeeded"]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The outcome of an attack on a batch.
+
+    ``x_adv`` has ``x``'s shape, dtype and device; ``success`` is a bool tensor of shape ``(B,)``
+    (misclassified, or classified as the target for a targeted attack, judged by the model's logits
+    averaged over the attack's ``samples`` draws). ``queries`` (local search) counts model evaluations
+    per example; ``eps`` (minimal FGSM) is the smallest step size found per example (``inf`` where none);
+    ``steps`` (DeepFool) counts the iterations each example used.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    queries: torch.Tensor | None = None
+    eps: torch.Tensor | None = None
+    steps: torch.Tensor | None = None
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of the batch on which the attack succeeded."""
+        return float(self.success.float().mean()) if self.success.numel() else float("nan")
+
+
+def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bounds: Bounds) -> tuple[Bounds, int]:
+    """Check ``model``, ``x`` (finite, inside ``bounds``), ``bounds`` and ``y``; return bounds and class count.
+
+    The class count comes from one forward pass of one draw, so labels are checked before any loss sees them
+    (an out-of-range label would otherwise be a device-side assert on CUDA).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    low_high = check_bounds("bounds", bounds)
+    check_input(x, bounds=low_high)
+    check_labels(y, batch=x.shape[0])
+    if y.device != x.device:
+        raise ValueError(f"y must be on x's device {x.device}, got {y.device}")
+    with torch.no_grad():
+        out = model(x[:1])
+    if out.dim() != 2:
+        raise ValueError(f"model must return logits of shape (batch, classes), got shape {tuple(out.shape)}")
+    num_classes = int(out.shape[1])
+    check_labels(y, batch=x.shape[0], num_classes=num_classes)
+    return low_high, num_classes
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    samples: int,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean logits and mean per-draw cross-entropy of ``model`` at ``x`` over ``samples`` draws (no grad).
+
+    With ``samples=1`` the logits are ``model(x)`` bit for bit.
+    """
+    parts_logits, parts_loss = [], []
+    with torch.no_grad():
+        for rows, calls in plan(x.shape[0], samples, max_batch):
+            width = rows.stop - rows.start
+            acc_logits: torch.Tensor | None = None
+            acc_loss: torch.Tensor | None = None
+            for copies in calls:
+                out = model(replicate(x[rows], copies))
+                loss = F.cross_entropy(out, replicate(y[rows], copies), reduction="none")
+                s_logits = out.view(copies, width, -1).sum(0)
+                s_loss = loss.view(copies, width).sum(0)
+                acc_logits = s_logits if acc_logits is None else acc_logits + s_logits
+                acc_loss = s_loss if acc_loss is None else acc_loss + s_loss
+            assert acc_logits is not None and acc_loss is not None
+            parts_logits.append(acc_logits)
+            parts_loss.append(acc_loss)
+    return torch.cat(parts_logits) / samples, torch.cat(parts_loss) / samples
+
+
+def succeeded(logits: torch.Tensor, y: torch.Tensor, *, targeted: bool) -> torch.Tensor:
+    """Per-example success: predicted class is the target (targeted) or differs from the label."""
+    pred = logits.argmax(dim=1)
+    return pred == y if targeted else pred != y

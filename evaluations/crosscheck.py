@@ -1,0 +1,156 @@
+"""The cross-check: the in-house attacks against Foolbox 3, ART, torchattacks and advertorch.
+
+For every model of :mod:`.crosscheck_models` (trained within the run, seconds) and every attack, the same
+configuration runs in-house and in each library; :mod:`.crosscheck_checks` and :mod:`.crosscheck_random`
+compare them (exact parity, DeepFool agreement with diagnosed divergences, LocalSearch rates, robust
+accuracy on randomized models with binomial intervals). It prints a table, writes JSON and Markdown, and
+says whether any comparison disagrees (``stochdef crosscheck`` then exits non-zero, see
+:mod:`.crosscheck_cli`). ``quick=True`` is the CI-sized run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stochdef.defenses.files import atomic_write_json, atomic_write_text
+from stochdef.evaluations import crosscheck_models as models
+from stochdef.evaluations.bench import device_name
+from stochdef.evaluations.crosscheck_checks import CONFIDENCE, Row, deepfool_rows, exact_rows, minimal_rows
+from stochdef.evaluations.crosscheck_libs import Setting
+from stochdef.evaluations.crosscheck_random import localsearch_rows, randomized_rows
+from stochdef.evaluations.crosscheck_report import markdown
+
+logger = logging.getLogger(__name__)
+PACKAGES = ("torch", "foolbox", "adversarial-robustness-toolbox", "torchattacks", "advertorch", "numpy", "eagerpy")
+
+
+def sizes(quick: bool) -> dict[str, int]:
+    """How many test examples each kind of comparison uses, and the EoT draws on randomized models."""
+    if quick:
+        return {"exact": 100, "deepfool": 30, "ls_low": 12, "ls_high": 40, "random": 100, "random_df": 25,
+                "random_ls": 30, "samples": 8, "eval_samples": 32, "steps": 10, "ls_low_rounds": 10}  # fmt: skip
+    return {"exact": 360, "deepfool": 100, "ls_low": 40, "ls_high": 100, "random": 300, "random_df": 50,
+            "random_ls": 100, "samples": 32, "eval_samples": 64, "steps": 20, "ls_low_rounds": 30}  # fmt: skip
+
+
+def settings(n: dict[str, int]) -> dict[str, list[Setting]]:
+    """The matched configurations, by kind of comparison."""
+    steps, samples = n["steps"], n["samples"]
+    linf = {"eps": 0.1, "step": 0.01, "steps": steps}
+    df = {"steps": 50, "overshoot": 0.02, "candidates": 10}
+    return {
+        "exact": [
+            Setting("fgsm", {"eps": 0.1}),
+            Setting("fgsm-targeted", {"eps": 0.1, "targeted": True}),
+            Setting("bim", linf),
+            Setting("pgd", linf),
+            Setting("pgd-targeted", {**linf, "targeted": True}),
+            Setting("pgd-l2", {"eps": 1.0, "step": 0.1, "steps": steps, "norm": "l2"}),
+        ],
+        "minimal": [Setting("fgsm-minimal", {"epsilons": 1000, "max_eps": 1.0})],
+        "deepfool": [Setting("deepfool-l2", {**df, "norm": "l2"}), Setting("deepfool-linf", {**df, "norm": "linf"})],
+        "localsearch": [
+            Setting("localsearch-lowest", {"select": "lowest", "rounds": n["ls_low_rounds"]}),
+            Setting("localsearch", {"select": "highest", "rounds": 150}),
+        ],
+        "randomized": [
+            Setting("fgsm", {"eps": 0.1}, samples=samples),
+            Setting("pgd", linf, samples=samples),
+            Setting("deepfool-l2", {**df, "norm": "l2"}, samples=samples),
+            Setting("localsearch", {"select": "highest", "rounds": 150}, samples=samples),
+        ],
+    }
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run(
+    *, device: str = "cpu", quick: bool = False, seed: int = 0, names: list[str] | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Run the cross-check and return the report (rows, models, environment, timings)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device is cuda but no CUDA device is available")
+    n = sizes(quick)
+    config = settings(n)
+    names = list(names or (models.QUICK if quick else models.FULL))
+    start = time.perf_counter()
+    rows: list[Row] = []
+    trained_info = []
+    for name in tqdm(names, desc="crosscheck", disable=not progress):
+        trained = models.train(name, device=dev, seed=seed, quick=quick, progress=progress)
+        trained_info.append(
+            {
+                "name": name,
+                "dataset": trained.case.dataset,
+                "randomized": trained.case.randomized,
+                "description": trained.case.description,
+                "held_out_accuracy": trained.accuracy,
+                "train_seconds": round(trained.seconds, 2),
+            }  # fmt: skip
+        )
+        x_all, y_all = trained.data.x_test.to(dev), trained.data.y_test.to(dev)
+        classes = trained.data.num_classes
+        started = time.perf_counter()
+        if trained.case.randomized:
+            for s in config["randomized"]:
+                size = n["random_df"] if s.attack.startswith("deepfool") else n["random"]
+                size = n["random_ls"] if s.attack.startswith("localsearch") else size
+                rows += randomized_rows(
+                    trained, s, x_all[:size], y_all[:size], seed=seed, eval_samples=n["eval_samples"]
+                )
+        else:
+            x, y = x_all[: n["exact"]], y_all[: n["exact"]]
+            for s in config["exact"]:
+                target = (y + 1) % classes if s.params.get("targeted") else y
+                rows += exact_rows(trained, s, x, target, seed)
+            rows += minimal_rows(trained, config["minimal"][0], x, y)
+            for s in config["deepfool"]:
+                rows += deepfool_rows(trained, s, x_all[: n["deepfool"]], y_all[: n["deepfool"]], seed)
+            if not name.startswith("cnn"):  # LocalSearch probes pixels; one MLP per dataset is enough
+                low, high = config["localsearch"]
+                rows += localsearch_rows(trained, low, x_all[: n["ls_low"]], y_all[: n["ls_low"]], seed)
+                rows += localsearch_rows(trained, high, x_all[: n["ls_high"]], y_all[: n["ls_high"]], seed)
+        trained_info[-1]["attack_seconds"] = round(time.perf_counter() - started, 2)
+    failed = [r for r in rows if r.passed is False]
+    return {
+        "command": f"stochdef crosscheck --device {device}" + (" --quick" if quick else "") + f" --seed {seed}",
+        "device": str(dev),
+        "device_name": device_name(str(dev)),
+        "quick": quick,
+        "seeds": {"training": seed, "attacks": seed, "robust_accuracy_draws": seed + 1},
+        "sizes": n,
+        "confidence": CONFIDENCE,
+        "versions": versions(),
+        "models": trained_info,
+        "rows": [r.as_dict() for r in rows],
+        "failed": len(failed),
+        "skipped": sum(r.passed is None for r in rows),
+        "passed": not failed,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def save(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Write ``crosscheck-<device>[-quick].json`` and ``.md`` into folder ``out``."""
+    stem = f"crosscheck-{report['device'].split(':')[0]}" + ("-quick" if report["quick"] else "")
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    atomic_write_json(json_path, report)
+    atomic_write_text(md_path, markdown(report))
+    return json_path, md_path
