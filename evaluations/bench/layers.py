@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stochdef.defenses.bayes_layers import BayesConv2d, BayesLinear
 from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
 
 from . import measure, target
@@ -38,6 +39,15 @@ CASES: list[Case] = [
     (
         "gaussian_conv2d 16->32 3x3",
         lambda: _GaussianConv2d(16, 32, 3, padding=1),
+        lambda: nn.Conv2d(16, 32, 3, padding=1),
+        CONV_SHAPE,
+    ),
+]
+CASES += [  # Adv-BNN (defenses/bayes_layers.py): every row its own weights
+    ("BayesLinear 784->100", lambda: BayesLinear(784, 100, prior_std=0.05), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+    (
+        "BayesConv2d 16->32 3x3",
+        lambda: BayesConv2d(16, 32, 3, padding=1, prior_std=0.05),
         lambda: nn.Conv2d(16, 32, 3, padding=1),
         CONV_SHAPE,
     ),
