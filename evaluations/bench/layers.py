@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from stochdef.defenses.dropconnect import DropConnectLinear
+from stochdef.defenses.bayes_layers import BayesConv2d, BayesLinear
 from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
 from stochdef.defenses.sdr import SDRLinear
 
@@ -49,6 +50,15 @@ CASES: list[Case] = [
     ("SDRLinear decay 784->100", lambda: SDRLinear(784, 100, mode="decay"), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
     # Exact per-example masks draw batch*out*in Bernoullis: memory-bound, far above 3x nn.Linear's GEMM.
     ("DropConnect p=0.2 784->100", lambda: DropConnectLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+]
+CASES += [  # Adv-BNN (defenses/bayes_layers.py): every row its own weights
+    ("BayesLinear 784->100", lambda: BayesLinear(784, 100, prior_std=0.05), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+    (
+        "BayesConv2d 16->32 3x3",
+        lambda: BayesConv2d(16, 32, 3, padding=1, prior_std=0.05),
+        lambda: nn.Conv2d(16, 32, 3, padding=1),
+        CONV_SHAPE,
+    ),
 ]
 
 
