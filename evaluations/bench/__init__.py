@@ -22,6 +22,7 @@ from stochdef.defenses.files import atomic_write_json
 TARGETS: dict[str, str] = {
     "eot": "EoT gradient: batched vs a Python loop of single draws vs torchattacks EOTPGD",
     "layers": "forward+backward of per-example random-weight layers vs nn.Linear / nn.Conv2d (<= 3x)",
+    "sap": "forward with SAP-100 after every ReLU vs the dense network, batch 100 x 16 draws (<= 3x)",
 }
 
 
