@@ -96,18 +96,18 @@ def _scatter_hits(indices: torch.Tensor, size: int) -> torch.Tensor:
 def _draw_sorted(
     cdf: torch.Tensor, counts: torch.Tensor, width: int, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """``counts[b]`` inverse-CDF draws for row ``b`` (``width >= counts.max()`` columns; the rest give ``a``).
+    """``counts[b]`` inverse-CDF draws for row ``b`` in ``width >= counts.max()`` columns (the rest give ``a``).
 
     The uniforms come sorted (Renyi: ``S_i / S_{m+1}``, ``S`` the cumulative sums of ``m + 1`` Exp(1)
     variables, are the order statistics of ``m`` uniforms), which makes the search faster; the set of
-    units hit does not depend on the order of the draws.
+    units hit does not depend on the order of the draws. Columns ``i >= m`` get ``S_i / S_{m+1} >= 1``,
+    so they land past the last bin, on the dummy index ``a``.
     """
-    rows = cdf.shape[0]
-    spacing = torch.rand((rows, width + 1), dtype=cdf.dtype, device=cdf.device, generator=generator)
-    total = spacing.neg_().log1p_().neg_().cumsum_(1)  # -log(1 - U) ~ Exp(1), finite
+    spacing = torch.rand((cdf.shape[0], width + 1), dtype=cdf.dtype, device=cdf.device, generator=generator)
+    # -log(1 - U) ~ Exp(1), finite; kept >= tiny so that no normaliser S_{m+1} is 0 (no 0/0).
+    total = spacing.neg_().log1p_().neg_().clamp_min_(torch.finfo(cdf.dtype).tiny).cumsum_(1)
     u = total[:, :width] / total.gather(1, counts[:, None])
-    idx = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True)
-    return torch.where(torch.arange(width, device=cdf.device) < counts[:, None], idx, cdf.shape[1])
+    return torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True)
 
 
 def _poisson_mask(w: torch.Tensor, neg_p: torch.Tensor, draws: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -186,10 +186,10 @@ def scale_factors(
     """
     neg_p = _negated_probabilities(w)
     mask = _mask(w, neg_p, draws, method, generator)
-    # In place on -p: expm1(r * log1p(-p)) = -(keep probability) in [-1, 0]; -inf where not drawn, so that
-    # -1/x is 1/keep where drawn and +0 elsewhere (units with p = 0 are never drawn).
-    x = neg_p.log1p_().mul_(draws).expm1_().masked_fill_(~mask, -math.inf)
-    return x.reciprocal_().neg_()
+    # In place on -p: x = expm1(r * log1p(-p)) = -(keep probability), in [-1, 0) once clamped away from
+    # 0 (p = 0 units are never drawn); then mask / x is -1/keep where drawn and -0 elsewhere.
+    x = neg_p.log1p_().mul_(draws).expm1_().clamp_max_(-torch.finfo(w.dtype).tiny)
+    return torch.div(mask, x).neg_()
 
 
 def prune(
