@@ -22,6 +22,7 @@ from stochdef.defenses.files import atomic_write_json
 TARGETS: dict[str, str] = {
     "eot": "EoT gradient: batched vs a Python loop of single draws vs torchattacks EOTPGD",
     "layers": "forward+backward of per-example random-weight layers vs nn.Linear / nn.Conv2d (<= 3x)",
+    "intervals": "interval bound propagation vs one forward pass, MWD / ReLU / sigmoid 512-512-512-10 (<= 3x)",
 }
 
 
