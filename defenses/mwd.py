@@ -62,6 +62,8 @@ class MWDLayer(nn.Module):
         tensor([[0.3679]])
     """
 
+    negated: torch.Tensor
+
     def __init__(
         self,
         in_features: int,

@@ -40,14 +40,14 @@ class LargeAttractorExp(Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:
         y = torch.exp(-z)
         ctx.save_for_backward(z, y)
         ctx.rho = rho  # type: ignore[attr-defined]
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         z, y = ctx.saved_tensors  # type: ignore[attr-defined]
         rho: float = ctx.rho  # type: ignore[attr-defined]
         derivative = -rho * torch.rsqrt(1.0 + z) if rho > 0 else torch.zeros_like(z)
@@ -67,14 +67,14 @@ class SharedFeedbackMax(Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:
         y, index = z.max(dim=-1)
         ctx.save_for_backward(z, y, index)
         ctx.rho = rho  # type: ignore[attr-defined]
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         z, y, index = ctx.saved_tensors  # type: ignore[attr-defined]
         rho: float = ctx.rho  # type: ignore[attr-defined]
         weight = rho * torch.exp(z - y.unsqueeze(-1)) if rho > 0 else torch.zeros_like(z)
@@ -109,9 +109,7 @@ def _argmax_abs(a: torch.Tensor) -> torch.Tensor:
 
 class _MaxWeightedSqDistance(Function):
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, x: torch.Tensor, u: torch.Tensor, w: torch.Tensor, rho: float
-    ) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, x: torch.Tensor, u: torch.Tensor, w: torch.Tensor, rho: float) -> torch.Tensor:
         z = x.new_empty(x.shape[0], u.shape[0])
         for c, a in _offsets(x, u, w):
             z[:, c] = torch.maximum(-a.amin(dim=-1), a.amax(dim=-1)).square()
@@ -120,9 +118,7 @@ class _MaxWeightedSqDistance(Function):
         return z
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
         x, u, w, z = ctx.saved_tensors  # type: ignore[attr-defined]
         rho: float = ctx.rho  # type: ignore[attr-defined]
         gx, gu, gw = torch.zeros_like(x), torch.zeros_like(u), torch.zeros_like(w)

@@ -11,7 +11,7 @@ import torchattacks
 from torch import nn
 
 from stochdef.adapters import to_torchattacks
-from stochdef.defenses import fit, mlp
+from stochdef.defenses import Dataset, fit, mlp
 from stochdef.defenses.intervals import certified, certified_accuracy, interval_bounds, propagate
 from stochdef.defenses.mwd import MWDLayer, gradient_mode, mwd_net, parameter_clamp, square_error_loss
 from stochdef.defenses.mwd_functional import mwd_interval
@@ -106,7 +106,7 @@ def test_linear_rule_equals_positive_negative_weight_parts() -> None:
 
 
 @pytest.fixture(scope="module")
-def digits_mwd(digits) -> nn.Module:  # noqa: ANN001
+def digits_mwd(digits: Dataset) -> nn.Module:
     torch.manual_seed(0)
     net = mwd_net((64, 64, 10))
     with gradient_mode(net, "pseudo"):
@@ -117,8 +117,8 @@ def digits_mwd(digits) -> nn.Module:  # noqa: ANN001
 
 @pytest.mark.parametrize("kind", ["mwd", "relu"])
 def test_certified_accuracy_never_exceeds_accuracy_under_attack(
-    kind: str, digits_mwd, plain_digits_mlp, digits
-) -> None:  # noqa: ANN001
+    kind: str, digits_mwd: nn.Module, plain_digits_mlp: nn.Module, digits: Dataset
+) -> None:
     model = digits_mwd if kind == "mwd" else plain_digits_mlp
     x, y = digits.x_test, digits.y_test
     previous = None

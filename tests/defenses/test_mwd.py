@@ -15,10 +15,12 @@ from art.attacks.evasion import FastGradientMethod
 from torch import nn
 
 from stochdef.adapters import to_art, to_foolbox, to_torchattacks
-from stochdef.defenses import fit
+from stochdef.defenses import Dataset, fit
 from stochdef.defenses import mwd_functional as mf
 from stochdef.defenses.mwd import (
+    GradientMode,
     MWDLayer,
+    Unit,
     clamp_parameters,
     gradient_mode,
     gradient_of,
@@ -32,8 +34,8 @@ from stochdef.defenses.mwd_functional import LargeAttractorExp, SharedFeedbackMa
 EPS = 0.1
 
 
-def _layer(u: list[list[float]], w: list[list[float]], unit: str = "and", dtype=torch.float32) -> MWDLayer:  # noqa: ANN001
-    layer = MWDLayer(len(u[0]), len(u), unit=unit, u_bounds=(0.0, 10.0), input_range=(-5.0, 5.0)).to(dtype)
+def _layer(u: list[list[float]], w: list[list[float]], unit: Unit = "and") -> MWDLayer:
+    layer = MWDLayer(len(u[0]), len(u), unit=unit, u_bounds=(0.0, 10.0), input_range=(-5.0, 5.0))
     with torch.no_grad():
         layer.u.copy_(torch.tensor(u))
         layer.w.copy_(torch.tensor(w))
@@ -169,7 +171,7 @@ def test_pseudo_and_true_gradients_differ_and_the_switch_restores() -> None:
 # ---- training and parameter bounds -----------------------------------------------------------------
 
 
-def test_parameter_bounds_hold_after_every_training_step(digits) -> None:  # noqa: ANN001
+def test_parameter_bounds_hold_after_every_training_step(digits: Dataset) -> None:
     torch.manual_seed(0)
     net = mwd_net((64, 16, 10), u_bounds=(0.5, 1.0))
     clamp = parameter_clamp(net)
@@ -188,7 +190,7 @@ def test_parameter_bounds_hold_after_every_training_step(digits) -> None:  # noq
     assert len(outside) == 16 and sum(outside) > 0  # the optimizer did push parameters out: the clamp mattered
 
 
-def test_small_mwd_net_trains_on_the_digits(digits) -> None:  # noqa: ANN001
+def test_small_mwd_net_trains_on_the_digits(digits: Dataset) -> None:
     torch.manual_seed(0)
     net = mwd_net((64, 64, 10))
     with gradient_mode(net, "pseudo"):
@@ -219,7 +221,7 @@ def test_bad_configuration_raises_naming_the_argument(kwargs: dict, name: str) -
 
 def test_bad_gradient_switches_raise() -> None:
     with pytest.raises(ValueError, match="mode"):
-        set_gradient(mwd_net((4, 2)), "fake")
+        set_gradient(mwd_net((4, 2)), "fake")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="MWD layers"):
         set_gradient(nn.Linear(3, 2), "pseudo")
     with pytest.raises(ValueError, match="shape"):
@@ -238,7 +240,9 @@ def _fgsm_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 @pytest.mark.parametrize("mode", ["true", "pseudo"])
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
-def test_mwd_through_every_adapter_in_both_gradient_modes(mode: str, library: str, digits, device: str) -> None:  # noqa: ANN001
+def test_mwd_through_every_adapter_in_both_gradient_modes(
+    mode: GradientMode, library: str, digits: Dataset, device: str
+) -> None:
     net = mwd_net((64, 32, 10), units=("mixed", "nand"), generator=torch.Generator().manual_seed(0)).to(device)
     x, y = digits.x_test[:32].to(device), digits.y_test[:32].to(device)
     with gradient_mode(net, mode):
@@ -251,7 +255,7 @@ def test_mwd_through_every_adapter_in_both_gradient_modes(mode: str, library: st
             clf = to_art(net, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=1, output="logits")
             onehot = np.eye(10, dtype=np.float32)[y.cpu().numpy()]
             adv = torch.from_numpy(FastGradientMethod(clf, eps=EPS).generate(x.cpu().numpy(), y=onehot)).to(device)
-    other = "pseudo" if mode == "true" else "true"
+    other: GradientMode = "pseudo" if mode == "true" else "true"
     with gradient_mode(net, other):
         assert not torch.equal(_fgsm_reference(net, x, y), expected)  # the mode decides the attack
     torch.testing.assert_close(adv, expected, rtol=0, atol=1e-6)

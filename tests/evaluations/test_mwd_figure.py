@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.defenses import fit
+from stochdef.defenses import Dataset, fit
 from stochdef.defenses.mwd import gradient_mode, mwd_net, parameter_clamp, square_error_loss
 from stochdef.evaluations.mwd_figure import figure2, robust_accuracy, table1
 
 
 @pytest.fixture(scope="module")
-def models(digits, plain_digits_mlp) -> dict[str, nn.Module]:  # noqa: ANN001
+def models(digits: Dataset, plain_digits_mlp: nn.Module) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     net = mwd_net((64, 32, 10))
     with gradient_mode(net, "pseudo"):
@@ -35,7 +35,7 @@ def test_figure2_lower_bound_stays_below_every_attack(models: dict[str, nn.Modul
     assert result["mwd"]["clean"] > 0.5
 
 
-def test_attacks_are_parameters(models: dict[str, nn.Module], digits) -> None:  # noqa: ANN001
+def test_attacks_are_parameters(models: dict[str, nn.Module], digits: Dataset) -> None:
     x, y = digits.x_test[:50], digits.y_test[:50]
     with torch.no_grad():
         clean = float((models["relu"](x).argmax(1) == y).float().mean())
