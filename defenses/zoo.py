@@ -36,7 +36,7 @@ from .training import History, fit
 logger = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
-FAMILY_MODULES: tuple[str, ...] = ("zoo", "sdr_zoo", "dropconnect", "bayes", "rse", "sap_zoo", "noise")
+FAMILY_MODULES: tuple[str, ...] = ("zoo", "sdr_zoo", "dropconnect", "bayes", "rse", "sap_zoo", "noise", "mwd_zoo")
 
 
 @dataclass(frozen=True)

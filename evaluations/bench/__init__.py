@@ -24,6 +24,7 @@ TARGETS: dict[str, str] = {
     "layers": "forward+backward of per-example random-weight layers vs nn.Linear / nn.Conv2d (<= 3x)",
     "pgd": "in-house EoT-PGD (samples=80) vs torchattacks EOTPGD (eot_iter=80) on a randomized MLP, per step",
     "sap": "forward with SAP-100 after every ReLU vs the dense network, batch 100 x 16 draws (<= 3x)",
+    "intervals": "interval bound propagation vs one forward pass, MWD / ReLU / sigmoid 512-512-512-10 (<= 3x)",
 }
 
 
