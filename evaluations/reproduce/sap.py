@@ -40,6 +40,63 @@ PAPER = {  # CIFAR-10 ResNet-20, % (text of Sec. 4.1; "—" where only the figur
 ENSEMBLE = 16
 
 
+def _one_dataset(
+    dataset: str, *, n: int, eps_grid: tuple[float, ...], mc: int, sweep: tuple[int, ...], device: str, seed: int
+) -> tuple[list[Table], dict[str, object]]:
+    data = datasets.load(dataset)
+    x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
+    models = {label: zoo.load(name, dataset=dataset, device=device)[0] for label, name in FAMILIES[dataset].items()}
+
+    def acc(model: torch.nn.Module, x_adv: torch.Tensor) -> float:
+        with torch.no_grad():
+            return 100.0 * float((EoT(model, samples=ENSEMBLE, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+
+    def attacked(model: torch.nn.Module, eps: float, kind: str, s: int) -> torch.Tensor:
+        if eps == 0.0:
+            return x
+        torch.manual_seed(seed)
+        if kind == "fgsm":
+            return fgsm(model, x, y, eps=eps, samples=s).x_adv
+        return pgd(model, x, y, eps=eps, step=eps / 4, steps=10, samples=s).x_adv
+
+    rows, curves = [], {}
+    for label, model in models.items():
+        for kind, s in (("fgsm", 1), ("fgsm", mc), ("pgd", mc)):
+            values = [acc(model, attacked(model, e, kind, s)) for e in eps_grid]
+            curves[f"{label}, {kind} ({s})"] = values
+            rows.append([f"{label}, {kind.upper()} ({s} draw{'s' if s > 1 else ''})", *values])
+    mid = eps_grid[len(eps_grid) // 2]
+    sap, dense = models["SAP-100"], models["dense"]
+    sweep_rows: list[list[object]] = [
+        [
+            f"SAP-100 attacked via SAP, {s} draws",
+            acc(sap, attacked(sap, mid, "fgsm", s)),
+            acc(sap, attacked(sap, mid, "pgd", s)),
+        ]
+        for s in sweep
+    ]
+    sweep_rows.append(
+        [
+            "SAP-100 attacked via the dense model",
+            acc(sap, attacked(dense, mid, "fgsm", 1)),
+            acc(sap, attacked(dense, mid, "pgd", 1)),
+        ]
+    )
+    tables = [
+        Table(
+            f"Ours ({dataset}, {n} images): accuracy (%) vs eps ([0, 1] units)",
+            ["model, attack (EoT draws)", *[f"eps {e}" for e in eps_grid]],
+            rows,
+        ),
+        Table(
+            f"Ours ({dataset}): the MC-sample sweep at eps {mid} (Sec. 4.4 / Fig. 6)",
+            ["adversary", "FGSM", "PGD-10"],
+            sweep_rows,
+        ),
+    ]
+    return tables, {"eps": list(eps_grid), "curves": curves, "sweep": sweep_rows, "n": n}
+
+
 def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | None = None) -> Reproduction:
     n, mc, sweep = (100, 16, (1, 4, 16)) if quick else (1000, 100, (1, 10, 100, 1000))
     eps_grid = (0.0, 0.05, 0.1, 0.2) if quick else (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -54,63 +111,16 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
     data_out: dict[str, object] = {"paper": PAPER}
     datasets_to_run = ["mnist5k"] + ([] if quick or not datasets.is_available("fashion-mnist") else ["fashion-mnist"])
     for dataset in datasets_to_run:
-        data = datasets.load(dataset)
-        count = n if dataset == "mnist5k" else min(n, 500)
-        x, y = data.x_test[:count].to(device), data.y_test[:count].to(device)
-        models = {label: zoo.load(name, dataset=dataset, device=device)[0] for label, name in FAMILIES[dataset].items()}
-
-        def acc(model: torch.nn.Module, x_adv: torch.Tensor) -> float:
-            with torch.no_grad():
-                return 100.0 * float(
-                    (EoT(model, samples=ENSEMBLE, reduce="probs")(x_adv).argmax(1) == y).float().mean()
-                )
-
-        def attacked(model: torch.nn.Module, eps: float, kind: str, s: int) -> torch.Tensor:
-            if eps == 0.0:
-                return x
-            torch.manual_seed(seed)
-            if kind == "fgsm":
-                return fgsm(model, x, y, eps=eps, samples=s).x_adv
-            return pgd(model, x, y, eps=eps, step=eps / 4, steps=10, samples=s).x_adv
-
-        rows, curves = [], {}
-        for label, model in models.items():
-            for kind, s in (("fgsm", 1), ("fgsm", mc), ("pgd", mc)):
-                values = [acc(model, attacked(model, e, kind, s)) for e in eps_grid]
-                curves[f"{label}, {kind} ({s})"] = values
-                rows.append([f"{label}, {kind.upper()} ({s} draw{'s' if s > 1 else ''})", *values])
-        tables.append(
-            Table(
-                f"Ours ({dataset}, {count} images): accuracy (%) vs eps ([0, 1] units)",
-                ["model, attack (EoT draws)", *[f"eps {e}" for e in eps_grid]],
-                rows,
-            )
+        new_tables, data_out[dataset] = _one_dataset(
+            dataset,
+            n=n if dataset == "mnist5k" else min(n, 500),
+            eps_grid=eps_grid,
+            mc=mc,
+            sweep=sweep,
+            device=device,
+            seed=seed,
         )
-        mid = eps_grid[len(eps_grid) // 2]
-        sap, dense = models["SAP-100"], models["dense"]
-        sweep_rows = [
-            [
-                f"SAP-100 attacked via SAP, {s} draws",
-                acc(sap, attacked(sap, mid, "fgsm", s)),
-                acc(sap, attacked(sap, mid, "pgd", s)),
-            ]
-            for s in sweep
-        ]
-        sweep_rows.append(
-            [
-                "SAP-100 attacked via the dense model",
-                acc(sap, attacked(dense, mid, "fgsm", 1)),
-                acc(sap, attacked(dense, mid, "pgd", 1)),
-            ]
-        )
-        tables.append(
-            Table(
-                f"Ours ({dataset}): the MC-sample sweep at eps {mid} (Sec. 4.4 / Fig. 6)",
-                ["adversary", "FGSM", "PGD-10"],
-                sweep_rows,
-            )
-        )
-        data_out[dataset] = {"eps": list(eps_grid), "curves": curves, "sweep": sweep_rows, "n": count}
+        tables += new_tables
     first = data_out["mnist5k"]
     assert isinstance(first, dict)
     mid_index = len(eps_grid) // 2
