@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 # subcommand -> (module under stochdef.evaluations, help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("evaluate_cli", "the main job: every defense x library x attack, naive and EoT; report and plots"),
+    "reproduce": ("reproduce_cli", "re-run a paper's headline table on our data, the paper's numbers beside ours"),
     "demo": ("demo", "wrap a randomized MNIST model and attack it through Foolbox, ART and torchattacks"),
     "train": ("train_cli", "train a defense from the zoo and save its checkpoint"),
     "bench": ("bench_cli", "run a benchmark: print medians and ratios, write JSON"),

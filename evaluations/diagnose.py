@@ -1,0 +1,115 @@
+"""Run the gradient-obfuscation checks of :mod:`.indicators` on one defense of an evaluation run.
+
+All attacks here are in-house L-inf attacks at the run's middle eps with the run's largest EoT sample
+count (the adaptive attack), so the checks speak about the attack an honest evaluation relies on. The
+surrogate for transfer checks is a deterministic network of another architecture from the zoo.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from stochdef.adapters import EoT, eot_gradient, eot_value_and_grad, fix_randomness
+
+from . import indicators as ind
+from .attacks import fgsm, pgd
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .evaluate import Run
+
+SURROGATES = ("vanilla-mlp", "vanilla-cnn")
+
+
+def noise_slack(n: int) -> float:
+    """Two-sided 95% margin for the difference of two accuracies on ``n`` points (worst case p = 1/2)."""
+    return 1.96 * math.sqrt(2 * 0.25 / n)
+
+
+def surrogate_for(defense: str) -> str:
+    """A deterministic zoo network other than ``defense`` to make transfer attacks on."""
+    return SURROGATES[1] if defense == SURROGATES[0] else SURROGATES[0]
+
+
+def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
+    """Every indicator for ``defense``, as dicts; each fired one also raised an ``ObfuscationWarning``."""
+    c = run.config
+    model, x, y = run.model(defense), run.x, run.y
+    samples, eps, bounds = max(c.samples), c.eps_mid, (0.0, 1.0)
+    slack = noise_slack(len(x))
+
+    def accuracy(m: nn.Module, x_adv: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((EoT(m, samples=c.judge_samples, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+
+    def attack(m: nn.Module, e: float, **kw: Any) -> Any:
+        return pgd(
+            m,
+            x,
+            y,
+            eps=e,
+            step=kw.pop("step", 2.5 * e / c.steps),
+            steps=kw.pop("steps", c.steps),
+            bounds=bounds,
+            samples=kw.pop("samples", samples),
+            **kw,
+        )
+
+    found: list[ind.Indicator] = [ind.check_randomized(model, x, y)]
+    g = eot_gradient(model, x, y, samples=samples)
+    found += [ind.check_zero_gradients(g), ind.unavailable_gradients(g)]
+
+    white = attack(model, eps, trace=True)
+    found.append(ind.silent_success(white.trace_success, white.success))
+    found.append(ind.incomplete_optimization(white.trace_loss))
+    found.append(_named(ind.unstable_predictions(ind.per_example_loss(model, y), x, radius=eps / 4), "1 draw"))
+
+    def eot_loss(z: torch.Tensor) -> torch.Tensor:
+        return eot_value_and_grad(model, z, y, samples=samples)[0]
+
+    found.append(_named(ind.unstable_predictions(eot_loss, x, radius=eps / 4), f"EoT {samples}"))
+
+    surrogate = run.model(surrogate_for(defense))
+    on_surrogate = attack(surrogate, eps, samples=1)
+    with torch.no_grad():
+        fooled_target = EoT(model, samples=c.judge_samples, reduce="probs")(on_surrogate.x_adv).argmax(1) != y
+    found.append(ind.transfer_failure(on_surrogate.success.to(y.device), fooled_target))
+
+    unbounded = attack(model, bounds[1] - bounds[0], steps=2 * c.steps, step=0.1)
+    found.append(ind.unconstrained_attack_failure(accuracy(model, unbounded.x_adv)))
+
+    acc_white = accuracy(model, white.x_adv)
+    acc_fgsm = accuracy(model, fgsm(model, x, y, eps=eps, bounds=bounds, samples=samples).x_adv)
+    found.append(ind.iterative_beats_single_step(acc_fgsm, acc_white, slack=slack))
+    by_eps = {e: (acc_white if e == eps else accuracy(model, attack(model, e).x_adv)) for e in c.eps}
+    found.append(ind.accuracy_monotone_in_eps(by_eps, slack=slack))
+    noisy = (x + eps * torch.sign(torch.randn_like(x))).clamp(*bounds)
+    found.append(
+        ind.whitebox_beats_transfer_and_noise(
+            acc_white, accuracy(model, on_surrogate.x_adv), accuracy(model, noisy), slack=slack
+        )
+    )
+    found.append(
+        ind.more_steps_change_little(acc_white, accuracy(model, attack(model, eps, steps=2 * c.steps).x_adv), tol=slack)
+    )
+    fixed = fix_randomness(model, seed=c.seed)
+    with torch.no_grad():
+        acc_fixed = float((fixed(attack(fixed, eps, samples=1).x_adv).argmax(1) == y).float().mean())
+    acc_undefended = float((surrogate(on_surrogate.x_adv).argmax(1) == y).float().mean())
+    found.append(ind.fixed_randomness_attack_succeeds(acc_fixed, acc_undefended, slack=slack))
+    return ind.summarize(found)
+
+
+def _named(indicator: ind.Indicator, variant: str) -> ind.Indicator:
+    return ind.Indicator(
+        f"{indicator.name}[{variant}]",
+        indicator.source,
+        indicator.fired,
+        indicator.value,
+        indicator.threshold,
+        indicator.detail,
+    )

@@ -1,0 +1,85 @@
+"""``stochdef evaluate``: the main job. Prints the table, writes results.jsonl, report.md and plots."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from stochdef.defenses.data import DATASETS
+
+from .evaluate import DEFAULT_DEFENSES, EvalConfig, evaluate
+from .runners import ATTACKS, LIBRARIES
+
+
+def _list(kind: type) -> object:
+    def parse(text: str) -> tuple:
+        return tuple(kind(part) for part in text.split(",") if part)
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    default = EvalConfig()
+    parser.add_argument(
+        "--defense",
+        type=_list(str),
+        default=DEFAULT_DEFENSES,
+        help=f"comma-separated zoo names (default: {','.join(DEFAULT_DEFENSES)}; `stochdef train` lists them all)",
+    )
+    parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(ATTACKS)}")
+    parser.add_argument("--library", type=_list(str), default=default.libraries, help=f"from {','.join(LIBRARIES)}")
+    parser.add_argument("--eps", type=_list(float), default=default.eps, help="comma-separated L-inf radii")
+    parser.add_argument(
+        "--samples",
+        type=_list(int),
+        default=default.samples,
+        help="EoT draws per gradient: 1 is the naive attack (default: 1,8)",
+    )
+    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=Path("stochdef-results"), help="folder for results and report")
+    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--n", type=int, default=default.n, help="test images attacked")
+    parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
+    parser.add_argument(
+        "--judge-samples", type=int, default=default.judge_samples, help="draws in the defense's ensemble prediction"
+    )
+    parser.add_argument("--no-indicators", action="store_true", help="skip the gradient-obfuscation checks")
+    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer matrix")
+
+
+def main(args: argparse.Namespace) -> int:
+    from stochdef.defenses.files import atomic_write_text
+
+    from .plots import all_plots
+    from .report import console_table, markdown
+
+    config = EvalConfig(
+        dataset=args.dataset,
+        defenses=args.defense,
+        attacks=args.attack,
+        libraries=args.library,
+        eps=args.eps,
+        samples=args.samples,
+        n=args.n,
+        steps=args.steps,
+        judge_samples=args.judge_samples,
+        seed=args.seed,
+        device=args.device,
+        indicators=not args.no_indicators,
+        transfer=not args.no_transfer,
+    )
+    start = time.perf_counter()
+    store = evaluate(config, out=args.out)
+    seconds = time.perf_counter() - start
+    plots = all_plots(store, config, args.out)
+    atomic_write_text(args.out / "report.md", markdown(store, config, seconds=seconds, plots=plots))
+    print(console_table(store, config))
+    print(
+        f"\nevaluated in {seconds:.1f} s; wrote {args.out / 'results.jsonl'}, {args.out / 'report.md'} and "
+        f"{len(plots)} plots"
+    )
+    return 0

@@ -1,0 +1,178 @@
+"""Turn an evaluation's results into ``report.md`` and a console table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .evaluate import EvalConfig, attack_key, clean_key, indicator_key, transfer_key
+from .results import ResultsFile
+from .runners import ESTIMATORS, AttackSpec
+from .transfer import rho
+
+
+def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
+    if record is None:
+        return "—"
+    if "skipped" in record:
+        return "= naive"
+    low, high = record[f"{field}_ci"]
+    return f"{record[field]:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _attack(
+    store: ResultsFile, c: EvalConfig, defense: str, library: str, attack: str, eps: float, samples: int
+) -> dict[str, Any] | None:
+    return store.get(attack_key(c, defense, library, AttackSpec(attack, eps, samples=samples, steps=c.steps)))
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def robust_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[str]]:
+    naive, eot = min(c.samples), max(c.samples)
+    rows = []
+    for attack in c.attacks:
+        for library in c.libraries:
+            cells = [
+                f"{_fmt(_attack(store, c, defense, library, attack, e, naive))} / "
+                f"{_fmt(_attack(store, c, defense, library, attack, e, eot))}"
+                for e in sorted(c.eps)
+            ]
+            rows.append([attack, library, *cells])
+    return rows
+
+
+def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None, plots: Iterable[str] = ()) -> str:
+    """The whole report as Markdown."""
+    naive, eot = min(c.samples), max(c.samples)
+    versions = next(iter(store), {}).get("versions", {})
+    out = [
+        "# stochdef evaluation",
+        "",
+        f"Dataset **{c.dataset}** (first {c.n} held-out test images), seed {c.seed}, device `{c.device}`; "
+        f"L-inf attacks at eps {', '.join(map(str, sorted(c.eps)))}; PGD: {c.steps} steps of 2.5 eps / steps, "
+        "no random start; true labels. " + (f"Run time: {seconds:.0f} s. " if seconds is not None else ""),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
+        "",
+        f"Accuracies are the defense's own {c.judge_samples}-draw ensemble (softmax average) with 95% Wilson "
+        f"intervals; single-draw accuracies are in `results.jsonl`. **naive** = the attack differentiates one "
+        f"draw (samples = {naive}); **EoT** = its gradient averages {eot} draws. How each library averages: "
+        + "; ".join(f"{lib}: {how}" for lib, how in ESTIMATORS.items())
+        + ".",
+        "",
+        "## Clean accuracy",
+        "",
+    ]
+    clean_rows = []
+    for d in c.defenses:
+        r = store.get(clean_key(c, d))
+        clean_rows.append([d, "—" if r is None else ("yes" if r["random"] else "no"), _fmt(r, "acc_single"), _fmt(r)])
+    out += _table(["defense", "random", "one draw", f"ensemble ({c.judge_samples})"], clean_rows)
+    out += ["", "## Robust accuracy: naive / EoT", ""]
+    for d in c.defenses:
+        out += [f"### {d}", ""]
+        out += _table(["attack", "library", *[f"eps {e}" for e in sorted(c.eps)]], robust_rows(store, c, d))
+        out.append("")
+    out += indicator_section(store, c)
+    out += transfer_section(store, c)
+    if plots:
+        out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(out) + "\n"
+
+
+def indicator_section(store: ResultsFile, c: EvalConfig) -> list[str]:
+    records = [(d, store.get(indicator_key(c, d))) for d in c.defenses]
+    if not any(r for _, r in records):
+        return []
+    out = [
+        "## Gradient-obfuscation indicators",
+        "",
+        f"Checked at eps {c.eps_mid} with in-house EoT attacks ({max(c.samples)} draws). A fired indicator "
+        "says where to look, not that the defense is broken or sound.",
+        "",
+    ]
+    for d, r in records:
+        if r is None:
+            continue
+        fired = [i for i in r["indicators"] if i["fired"]]
+        out += [f"### {d}: {len(fired)} of {len(r['indicators'])} fired", ""]
+        out += _table(
+            ["indicator", "source", "fired", "value", "threshold", "detail"],
+            [
+                [
+                    i["name"],
+                    i["source"],
+                    "**yes**" if i["fired"] else "no",
+                    f"{i['value']:.3g}",
+                    f"{i['threshold']:.3g}",
+                    i["detail"],
+                ]
+                for i in r["indicators"]
+            ],
+        )
+        out.append("")
+    return out
+
+
+def transfer_matrix(store: ResultsFile, c: EvalConfig) -> dict[tuple[str, str], float]:
+    """``rho[(A, B)]`` for every pair with results."""
+    matrix = {}
+    for a in c.defenses:
+        for b in c.defenses:
+            cross, own, clean = (
+                store.get(transfer_key(c, a, b)),
+                store.get(transfer_key(c, b, b)),
+                store.get(clean_key(c, b)),
+            )
+            if cross and own and clean:
+                matrix[(a, b)] = rho(clean["acc_ensemble"], cross["acc_ensemble"], own["acc_ensemble"])
+    return matrix
+
+
+def transfer_section(store: ResultsFile, c: EvalConfig) -> list[str]:
+    matrix = transfer_matrix(store, c)
+    if not matrix:
+        return []
+    out = [
+        "## Transfer matrix",
+        "",
+        "rho(A -> B) = (Acc[B] - Acc[B|A]) / (Acc[B] - Acc[B|B]) (Adv-BNN eq. 14): rows A make the adversarial "
+        f"examples (in-house EoT-PGD, eps {c.eps_mid}), columns B are attacked.",
+        "",
+    ]
+    rows = [
+        [a, *[("—" if math.isnan(v := matrix.get((a, b), math.nan)) else f"{v:.2f}") for b in c.defenses]]
+        for a in c.defenses
+    ]
+    return out + _table(["A \\ B", *c.defenses], rows) + [""]
+
+
+def console_table(store: ResultsFile, c: EvalConfig) -> str:
+    """A compact table: per defense and eps, the lowest accuracy any library reached, naive and EoT."""
+    naive, eot = min(c.samples), max(c.samples)
+    header = f"{'defense':<16}{'clean':>7}" + "".join(f"{f'eps {e} naive/EoT':>20}" for e in sorted(c.eps))
+    lines = [header, "-" * len(header)]
+    for d in c.defenses:
+        clean = store.get(clean_key(c, d))
+        row = f"{d:<16}{(clean or {}).get('acc_ensemble', math.nan):>7.2f}"
+        for e in sorted(c.eps):
+            worst = []
+            for s in (naive, eot):
+                accs = [
+                    r["acc_ensemble"]
+                    for lib in c.libraries
+                    for a in c.attacks
+                    if (r := _attack(store, c, d, lib, a, e, s)) and "acc_ensemble" in r
+                ]
+                if s == eot and not accs:  # deterministic: EoT = naive
+                    accs = worst[:1]
+                worst.append(min(accs) if accs else math.nan)
+            row += f"{worst[0]:>12.2f}/{worst[1]:<7.2f}"
+        lines.append(row)
+    lines.append("(lowest accuracy over attacks and libraries; ensemble prediction)")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""``stochdef reproduce {sdr,sap,advbnn,mwd,noise}``: each paper's headline table on our data.
+
+Every target prints the paper's numbers beside ours and our EoT-attack numbers beside both, writes
+``results.json`` + ``report.md`` (+ plots) to its output folder, and says in one line what the
+comparison means. A target's ``run(*, quick, device, seed)`` returns a :class:`Reproduction`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stochdef.defenses.files import atomic_write_text
+
+TARGETS: dict[str, str] = {
+    "sdr": "Khan et al., Non-Determinism in Neural Networks for Adversarial Robustness (Table 1)",
+    "sap": "Dhillon et al., Stochastic Activation Pruning (Fig. 1b/3 and the MC-sample sweep)",
+    "advbnn": "Liu et al., Adv-BNN (Table 1 and the transfer matrix, Fig. 3)",
+    "mwd": "Agrawal, de Alfaro, Helmbold, MWD networks (Table 1 and Figure 2)",
+    "noise": "Pinot et al., Theoretical evidence for robustness through randomization (Table 1 and Figure 1)",
+}
+
+
+@dataclass
+class Table:
+    """A table of numbers (``None`` = not reported); ``fmt`` formats the numbers."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+    fmt: str = "{:.1f}"
+
+    def cell(self, value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return self.fmt.format(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+    def markdown(self) -> str:
+        lines = [
+            f"#### {self.title}",
+            "",
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join(" --- " for _ in self.columns) + "|",
+        ]
+        lines += ["| " + " | ".join(self.cell(v) for v in row) + " |" for row in self.rows]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines) + "\n"
+
+    def text(self) -> str:
+        cells = [self.columns] + [[self.cell(v) for v in row] for row in self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
+        lines = [self.title, "  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells[1:]]
+        return "\n".join(lines)
+
+
+@dataclass
+class Reproduction:
+    """A paper's headline results re-run on our data."""
+
+    target: str
+    paper: str
+    setting: str
+    reading: str
+    tables: list[Table]
+    plots: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def markdown(self) -> str:
+        parts = [f"## {self.paper}", "", f"**Setting.** {self.setting}", "", f"**Reading.** {self.reading}", ""]
+        parts += [t.markdown() for t in self.tables]
+        parts += [f"![{p}]({p})" for p in self.plots]
+        parts.append(f"\n_Run time: {self.seconds:.0f} s._\n")
+        return "\n".join(parts)
+
+    def text(self) -> str:
+        return "\n\n".join([self.paper, *[t.text() for t in self.tables], f"Reading: {self.reading}"])
+
+
+def run(
+    target: str, *, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | None = None
+) -> Reproduction:
+    """Run reproduction ``target`` and, with ``out``, write its report and data there."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
+    module = importlib.import_module(f"{__name__}.{target}")
+    start = time.perf_counter()
+    result: Reproduction = module.run(quick=quick, device=device, seed=seed, out=out)
+    result.seconds = time.perf_counter() - start
+    if out is not None:
+        atomic_write_text(out / "report.md", result.markdown())
+        atomic_write_text(out / "results.json", json.dumps(asdict(result), indent=2, default=str) + "\n")
+    return result
+
+
+def paper_vs_ours(
+    title: str,
+    labels: Sequence[str],
+    paper: Sequence[float | None],
+    ours: dict[str, Sequence[float]],
+    *,
+    first: str = "",
+    note: str = "",
+    fmt: str = "{:.1f}",
+) -> Table:
+    """A table with one row per label: the paper's number, then each of our measured columns."""
+    columns = [first or "", "paper", *ours]
+    rows = [
+        [label, p, *[values[i] for values in ours.values()]]
+        for i, (label, p) in enumerate(zip(labels, paper, strict=True))
+    ]
+    return Table(title, columns, rows, note, fmt)
