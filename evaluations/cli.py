@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.captureWarnings(True)  # indicator warnings go to the log, one line each
     if not args.verbose:  # the attack libraries log every call at INFO
         for name in ("art", "foolbox", "torchattacks"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -60,24 +60,50 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
         )
 
     found: list[ind.Indicator] = [ind.check_randomized(model, x, y)]
-    g = eot_gradient(model, x, y, samples=samples)
-    found += [ind.check_zero_gradients(g), ind.unavailable_gradients(g)]
+    try:
+        g: torch.Tensor | None = eot_gradient(model, x, y, samples=samples)
+    except RuntimeError:  # the graph does not reach the input
+        g = None
+    found.append(ind.unavailable_gradients(g))
+    if g is not None:
+        found.append(ind.check_zero_gradients(g))
 
-    white = attack(model, eps, trace=True)
-    found.append(ind.silent_success(white.trace_success, white.success))
-    found.append(ind.incomplete_optimization(white.trace_loss))
-    found.append(_named(ind.unstable_predictions(ind.per_example_loss(model, y), x, radius=eps / 4), "1 draw"))
+    losses: list[torch.Tensor] = []
+    fooled: list[torch.Tensor] = []
 
-    def eot_loss(z: torch.Tensor) -> torch.Tensor:
-        return eot_value_and_grad(model, z, y, samples=samples)[0]
+    def record(x_iterate: torch.Tensor, loss: torch.Tensor) -> None:
+        losses.append(loss)
+        with torch.no_grad():
+            fooled.append(EoT(model, samples=c.judge_samples, reduce="probs")(x_iterate).argmax(1) != y)
 
-    found.append(_named(ind.unstable_predictions(eot_loss, x, radius=eps / 4), f"EoT {samples}"))
-
+    white = attack(model, eps, callback=record)
+    with torch.no_grad():
+        fooled_final = EoT(model, samples=c.judge_samples, reduce="probs")(white.x_adv).argmax(1) != y
+    found.append(ind.silent_success(torch.stack(fooled), fooled_final))
+    # Pintor et al.'s indicators explain failures: they look only at the points the attack failed on.
+    failed = ~fooled_final
     surrogate = run.model(surrogate_for(defense))
     on_surrogate = attack(surrogate, eps, samples=1)
-    with torch.no_grad():
-        fooled_target = EoT(model, samples=c.judge_samples, reduce="probs")(on_surrogate.x_adv).argmax(1) != y
-    found.append(ind.transfer_failure(on_surrogate.success.to(y.device), fooled_target))
+    if bool(failed.any()):
+        found.append(ind.incomplete_optimization(torch.stack(losses)[:, failed]))
+        xf, yf = x[failed], y[failed]
+        found.append(_named(ind.unstable_predictions(ind.per_example_loss(model, yf), xf, radius=eps / 4), "1 draw"))
+
+        def eot_loss(z: torch.Tensor) -> torch.Tensor:
+            return eot_value_and_grad(model, z, yf, samples=samples)[0]
+
+        found.append(_named(ind.unstable_predictions(eot_loss, xf, radius=eps / 4), f"EoT {samples}"))
+        with torch.no_grad():
+            transferred = EoT(model, samples=c.judge_samples, reduce="probs")(on_surrogate.x_adv[failed]).argmax(1)
+        found.append(ind.transfer_failure(on_surrogate.success.to(y.device)[failed], transferred != yf))
+    else:
+        names = (
+            "incomplete_optimization",
+            "unstable_predictions[1 draw]",
+            f"unstable_predictions[EoT {samples}]",
+            "transfer_failure",
+        )
+        found += [_not_applicable(name) for name in names]
 
     unbounded = attack(model, bounds[1] - bounds[0], steps=2 * c.steps, step=0.1)
     found.append(ind.unconstrained_attack_failure(accuracy(model, unbounded.x_adv)))
@@ -102,6 +128,10 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     acc_undefended = float((surrogate(on_surrogate.x_adv).argmax(1) == y).float().mean())
     found.append(ind.fixed_randomness_attack_succeeds(acc_fixed, acc_undefended, slack=slack))
     return ind.summarize(found)
+
+
+def _not_applicable(name: str) -> ind.Indicator:
+    return ind.Indicator(name, "Pintor et al. 2022", False, 0.0, 0.0, "the attack succeeded on every point")
 
 
 def _named(indicator: ind.Indicator, variant: str) -> ind.Indicator:

@@ -39,7 +39,9 @@ from .stats import wilson_interval
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DEFENSES: tuple[str, ...] = ("vanilla-mlp",)
+# One shipped MNIST-5k checkpoint per paper, and the undefended MLP (the papers' baselines -- dropconnect,
+# rse, bnn, madry, adv-mlp, relu-256, ... -- are a --defense away; MWD is the shipped 256-wide net).
+DEFAULT_DEFENSES: tuple[str, ...] = ("vanilla-mlp", "sdr-learnable", "adv-bnn", "sap-mlp", "noise-gaussian", "mwd-256")
 CALIBRATION_BINS = 10
 
 

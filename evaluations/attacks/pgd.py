@@ -18,6 +18,8 @@ point of highest loss (both judged over ``samples`` draws).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,6 +28,8 @@ from stochdef.adapters import DEFAULT_MAX_BATCH, eot_value_and_grad
 from ._common import AttackResult, Bounds, check_choice, check_int, check_range, evaluate, prepare, succeeded
 
 NORMS: tuple[str, ...] = ("linf", "l2")
+StepCallback = Callable[[torch.Tensor, torch.Tensor], None]
+"""Called at every step with the current iterate and its per-example loss (averaged over the draws)."""
 
 
 def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -78,11 +82,14 @@ def _run(
     samples: int,
     targeted: bool,
     max_batch: int,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     low, high = bounds
     x_adv = random_start_point(x, eps, norm, bounds) if random_start else x
     for _ in range(steps):
-        _, grad = eot_value_and_grad(model, x_adv, y, samples=samples, max_batch=max_batch, validate=False)
+        loss, grad = eot_value_and_grad(model, x_adv, y, samples=samples, max_batch=max_batch, validate=False)
+        if callback is not None:
+            callback(x_adv, loss)
         move = step * direction(grad, norm)
         x_adv = x_adv - move if targeted else x_adv + move
         x_adv = x + project(x_adv - x, eps, norm)
@@ -105,11 +112,14 @@ def pgd(
     samples: int = 1,
     targeted: bool = False,
     max_batch: int = DEFAULT_MAX_BATCH,
+    callback: StepCallback | None = None,
 ) -> AttackResult:
     """PGD / BIM with ``steps`` steps of size ``step`` inside the ``norm`` ball of radius ``eps``.
 
     ``y`` holds the true labels, or the targets with ``targeted=True`` (then each step descends the
     target's cross-entropy). The model is used in the mode it is in (call ``.eval()`` first).
+    ``callback(x_iterate, loss)`` sees every iterate before its step (the gradient-obfuscation
+    indicators use it to trace the attack's loss).
 
     Example:
         >>> import torch
@@ -137,6 +147,7 @@ def pgd(
         "samples": samples,
         "targeted": targeted,
         "max_batch": max_batch,
+        "callback": callback,
     }
     best_x = best_success = best_score = None
     for _ in range(restarts):

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from stochdef.defenses.dropconnect import DropConnectLinear
 from stochdef.defenses.bayes_layers import BayesConv2d, BayesLinear
+from stochdef.defenses.dropconnect import DropConnectLinear
 from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
 from stochdef.defenses.sdr import SDRLinear
 
