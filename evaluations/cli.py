@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 # subcommand -> (module under stochdef.evaluations, help)
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     logging.captureWarnings(True)  # indicator warnings go to the log, one line each
+    warnings.formatwarning = _one_line
     if not args.verbose:  # the attack libraries log every call at INFO
         for name in ("art", "foolbox", "torchattacks"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -51,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"stochdef {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"{category.__name__}: {message}"
 
 
 if __name__ == "__main__":

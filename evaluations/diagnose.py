@@ -39,12 +39,14 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     """Every indicator for ``defense``, as dicts; each fired one also raised an ``ObfuscationWarning``."""
     c = run.config
     model, x, y = run.model(defense), run.x, run.y
-    samples, eps, bounds = max(c.samples), c.eps_mid, (0.0, 1.0)
+    # a deterministic defense needs one draw where a random one needs many: the numbers are the same
+    samples, judge = run.draws(defense, max(c.samples)), run.draws(defense, c.judge_samples)
+    eps, bounds = c.eps_mid, (0.0, 1.0)
     slack = noise_slack(len(x))
 
     def accuracy(m: nn.Module, x_adv: torch.Tensor) -> float:
         with torch.no_grad():
-            return float((EoT(m, samples=c.judge_samples, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+            return float((EoT(m, samples=judge, reduce="probs")(x_adv).argmax(1) == y).float().mean())
 
     def attack(m: nn.Module, e: float, **kw: Any) -> Any:
         return pgd(
@@ -74,11 +76,11 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     def record(x_iterate: torch.Tensor, loss: torch.Tensor) -> None:
         losses.append(loss)
         with torch.no_grad():
-            fooled.append(EoT(model, samples=c.judge_samples, reduce="probs")(x_iterate).argmax(1) != y)
+            fooled.append(EoT(model, samples=judge, reduce="probs")(x_iterate).argmax(1) != y)
 
     white = attack(model, eps, callback=record)
     with torch.no_grad():
-        fooled_final = EoT(model, samples=c.judge_samples, reduce="probs")(white.x_adv).argmax(1) != y
+        fooled_final = EoT(model, samples=judge, reduce="probs")(white.x_adv).argmax(1) != y
     found.append(ind.silent_success(torch.stack(fooled), fooled_final))
     # Pintor et al.'s indicators explain failures: they look only at the points the attack failed on.
     failed = ~fooled_final
@@ -94,7 +96,7 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
 
         found.append(_named(ind.unstable_predictions(eot_loss, xf, radius=eps / 4), f"EoT {samples}"))
         with torch.no_grad():
-            transferred = EoT(model, samples=c.judge_samples, reduce="probs")(on_surrogate.x_adv[failed]).argmax(1)
+            transferred = EoT(model, samples=judge, reduce="probs")(on_surrogate.x_adv[failed]).argmax(1)
         found.append(ind.transfer_failure(on_surrogate.success.to(y.device)[failed], transferred != yf))
     else:
         names = (

@@ -158,7 +158,11 @@ class Run:
 
     def model(self, name: str) -> nn.Module:
         if name not in self.models:
-            model, meta = zoo.load(name, dataset=self.config.dataset, device=self.config.device)
+            # building a model draws initial weights: keep that off the cell's seeded stream, so a cell's
+            # numbers do not depend on whether an earlier cell (perhaps in a killed run) loaded the model
+            device = torch.device(self.config.device)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                model, meta = zoo.load(name, dataset=self.config.dataset, device=self.config.device)
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
             self.models[name] = model.eval()
         return self.models[name]
@@ -166,6 +170,10 @@ class Run:
     def is_random(self, defense: str) -> bool:
         record = self.store.get(clean_key(self.config, defense))
         return bool(record["random"]) if record else True
+
+    def draws(self, defense: str, samples: int) -> int:
+        """``samples``, or 1 for a deterministic defense (every draw would be the same)."""
+        return samples if self.is_random(defense) else 1
 
     def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float) -> None:
         self.store.add({"key": key, "kind": kind, **fields, "seconds": round(seconds, 3), "versions": self.versions})
@@ -239,10 +247,11 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
     start = time.perf_counter()
     if kind == "clean":
         model = run.model(payload)
+        random = is_random(model, run.x[:32], passes=3)
         fields = {
             "defense": payload,
-            "random": is_random(model, run.x[:32], passes=3),
-            **Judge(model, run.config.judge_samples)(run.x, run.y),
+            "random": random,
+            **Judge(model, run.config.judge_samples if random else 1)(run.x, run.y),
         }
     elif kind == "attack":
         defense, library, spec = payload
@@ -255,7 +264,7 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
             fields.update(
                 estimator=ESTIMATORS[library] if spec.samples > 1 else "one draw per gradient (naive)",
                 linf=float((x_adv - run.x).abs().max()),
-                **Judge(model, run.config.judge_samples)(x_adv, run.y),
+                **Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y),
             )
     elif kind == "indicators":
         from .diagnose import diagnose

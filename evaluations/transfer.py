@@ -39,7 +39,7 @@ def source_examples(run: Run, source: str) -> torch.Tensor:
             step=2.5 * c.eps_mid / c.steps,
             steps=c.steps,
             bounds=(0.0, 1.0),
-            samples=max(c.samples),
+            samples=run.draws(source, max(c.samples)),
         ).x_adv
     return cache[source]
 
@@ -48,7 +48,7 @@ def transfer_cell(run: Run, source: str, target: str) -> dict[str, Any]:
     """Accuracy of ``target``'s ensemble on adversarial examples made on ``source``."""
     x_adv = source_examples(run, source)
     with torch.no_grad():
-        probs = EoT(run.model(target), samples=run.config.judge_samples, reduce="probs")(x_adv)
+        probs = EoT(run.model(target), samples=run.draws(target, run.config.judge_samples), reduce="probs")(x_adv)
     return {
         "source": source,
         "target": target,

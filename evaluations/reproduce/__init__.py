@@ -120,3 +120,37 @@ def paper_vs_ours(
         for i, (label, p) in enumerate(zip(labels, paper, strict=True))
     ]
     return Table(title, columns, rows, note, fmt)
+
+
+def line_plot(
+    path: Path,
+    x: Sequence[float],
+    curves: dict[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    styles: dict[str, str] | None = None,
+) -> str:
+    """Write a PNG with one line per curve (atomically) and return its file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for label, ys in curves.items():
+        ax.plot(list(x), list(ys), (styles or {}).get(label, "-"), marker="o", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
