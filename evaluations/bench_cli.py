@@ -19,13 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"one or more of: {', '.join(sorted(bench.TARGETS))}",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeat", type=int, default=7, help="timed repetitions (the median is reported)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="timed repetitions, median reported (default: 7; evaluate: 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke runs)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder or .json file")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.repeat < 1:
+    if args.repeat is not None and args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     for name in args.targets:
         result = bench.run(name, device=args.device, repeat=args.repeat, quick=args.quick)

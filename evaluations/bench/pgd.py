@@ -1,8 +1,8 @@
 """Benchmark: in-house EoT-PGD against torchattacks' ``EOTPGD`` at the same number of draws, per step.
 
 Both compute the exact EoT gradient (the mean of per-draw loss gradients) on the same randomized model
-(:func:`stochdef.evaluations.bench.eot.noisy_mlp`: the SDR paper's 784-100-100-100-10 MLP shape with
-per-example Gaussian noise), batch 100, 80 draws: :func:`stochdef.evaluations.attacks.pgd` in one
+(:func:`stochdef.evaluations.bench.eot.sdr_learnable_mlp`: the SDR paper's 784-100-100-100-10 MLP with
+per-example Gaussian weights), batch 100, 80 draws: :func:`stochdef.evaluations.attacks.pgd` in one
 replicated batch per step, ``EOTPGD`` as a Python loop of 80 forward/backward passes. Targets: the
 in-house step at least 1.5x faster on a CPU, 10x on a GPU.
 """
@@ -16,7 +16,7 @@ import torch
 from stochdef.evaluations.attacks import pgd
 
 from . import measure, target
-from .eot import noisy_mlp
+from .eot import REPRESENTATIVE_STD, sdr_learnable_mlp
 
 
 def run(*, device: str = "cpu", repeat: int = 7, quick: bool = False) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def run(*, device: str = "cpu", repeat: int = 7, quick: bool = False) -> dict[st
 
     torch.manual_seed(0)
     samples, batch, steps = (8, 20, 2) if quick else (80, 100, 5)
-    model = noisy_mlp().to(device).eval()
+    model = sdr_learnable_mlp().to(device).eval()
     x = torch.rand(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     eps, step = 0.1, 0.01
@@ -60,7 +60,7 @@ def run(*, device: str = "cpu", repeat: int = 7, quick: bool = False) -> dict[st
             "steps": steps,
             "eps": eps,
             "step": step,
-            "model": "784-100-100-100-10 MLP + per-example Gaussian noise 0.1 (bench.eot.noisy_mlp)",
+            "model": f"784-100-100-100-10 SDR-Learnable MLP, every sigma {REPRESENTATIVE_STD} (bench.eot.sdr_learnable_mlp)",
         },
         "timings": timings,
         "ratios": {"EOTPGD / in-house pgd": ratio},

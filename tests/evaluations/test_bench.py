@@ -1,0 +1,29 @@
+"""``stochdef bench``: every benchmark runs at smoke size and writes a consistent JSON record (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+
+import pytest
+
+from stochdef.evaluations import bench
+
+
+@pytest.mark.parametrize("name", sorted(bench.TARGETS))
+def test_benchmark_record_is_consistent(name: str, tmp_path: Path) -> None:
+    result = bench.run(name, repeat=1, quick=True)
+    assert result["benchmark"] == name and result["timings"]
+    for stats in result["timings"].values():
+        assert 0 < stats["min"] <= stats["median"] <= stats["max"]
+    ops = {"<=": operator.le, ">=": operator.ge}
+    for t in result.get("targets", {}).values():
+        assert t["met"] == ops[t["op"]](t["value"], t["threshold"])
+    path = bench.save(result, tmp_path)
+    assert json.loads(path.read_text())["benchmark"] == name
+
+
+def test_unknown_benchmark_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="eot"):
+        bench.run("nope")
