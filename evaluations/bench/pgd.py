@@ -60,7 +60,7 @@ def run(*, device: str = "cpu", repeat: int = 7, quick: bool = False) -> dict[st
             "steps": steps,
             "eps": eps,
             "step": step,
-            "model": f"784-100-100-100-10 SDR-Learnable MLP, every sigma {REPRESENTATIVE_STD} (bench.eot.sdr_learnable_mlp)",
+            "model": f"784-100-100-100-10 SDR-Learnable MLP, every sigma {REPRESENTATIVE_STD}",
         },
         "timings": timings,
         "ratios": {"EOTPGD / in-house pgd": ratio},
