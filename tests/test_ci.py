@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,18 @@ def test_ci_refuses_a_readme_without_exactly_one_command(tmp_path: Path, readme:
     assert result.returncode == 1
     assert match in result.stderr
     assert result.stdout == ""  # nothing was run
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    """The README's Foolbox + ART example runs as written and attacks successfully through both."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- example -->", 1)[1].split("<!-- /example -->", 1)[0]
+    match = re.fullmatch(r"\n```python\n(.+)\n```\n", block, flags=re.DOTALL)
+    assert match is not None
+    script = tmp_path / "example.py"
+    script.write_text(match.group(1))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    values = dict(line.rsplit(":", 1) for line in result.stdout.splitlines())
+    assert float(values["Foolbox attack success"]) > 0.5  # PGD at eps 0.1 breaks most of SDR-Learnable
+    assert float(values["ART: accuracy of the 8-draw ensemble"]) < 0.5
