@@ -28,10 +28,8 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_range
-from .data import Dataset
 from .models import mlp
-from .training import History, fit
-from .zoo import Spec, TrainSettings
+from .zoo import Spec, plain_trainer
 
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "laplace", "uniform", "exponential")
 
@@ -172,21 +170,8 @@ def noisy_mlp(
     return inject_noise(mlp((size, 100, 100, 100, num_classes)), at="input", distribution=distribution, std=std)
 
 
-def train_noisy(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
-    """Adam, lr 1e-3, 20 epochs (2 with ``quick``), the noise on throughout (it is on in every mode)."""
-    return fit(
-        model,
-        data.x_train,
-        data.y_train,
-        epochs=2 if s.quick else 20,
-        lr=1e-3,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="noise",
-    )
+#: Adam, lr 1e-3, 20 epochs (2 with ``quick``), the noise on throughout (it is on in every mode).
+train_noisy = plain_trainer("noise")
 
 
 SPECS: list[Spec] = [

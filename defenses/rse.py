@@ -29,12 +29,10 @@ import copy
 
 from torch import nn
 
-from . import data as datasets
 from ._checks import check_range
 from .models import small_cnn
 from .noise import NoiseInjection
-from .training import History, fit
-from .zoo import Spec, TrainSettings
+from .zoo import Spec, plain_trainer
 
 __all__ = ["SPECS", "to_rse"]
 
@@ -77,20 +75,7 @@ def _build(shape: tuple[int, ...], k: int) -> nn.Module:
     return to_rse(net, init_std=INIT_STD, inner_std=INNER_STD)
 
 
-def _train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
-    return fit(
-        model,
-        data.x_train,
-        data.y_train,
-        epochs=2 if s.quick else 20,
-        lr=1e-3,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="rse",
-    )
+_train = plain_trainer("rse")
 
 
 SPECS: list[Spec] = [

@@ -72,20 +72,28 @@ def _flat(input_shape: tuple[int, ...]) -> int:
     return size
 
 
-def _train_plain(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
-    return fit(
-        model,
-        data.x_train,
-        data.y_train,
-        epochs=2 if s.quick else 20,
-        lr=1e-3,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="vanilla",
-    )
+def plain_trainer(desc: str) -> Callable[[nn.Module, datasets.Dataset, TrainSettings], History]:
+    """Adam, lr 1e-3, 20 epochs (2 with ``quick``) of cross-entropy, the model as it is (its randomness on)."""
+
+    def train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
+        return fit(
+            model,
+            data.x_train,
+            data.y_train,
+            epochs=2 if s.quick else 20,
+            lr=1e-3,
+            x_val=data.x_test,
+            y_val=data.y_test,
+            seed=s.seed,
+            device=s.device,
+            progress=s.progress,
+            desc=desc,
+        )
+
+    return train
+
+
+_train_plain = plain_trainer("vanilla")
 
 
 SPECS: list[Spec] = [
