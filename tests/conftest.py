@@ -52,3 +52,35 @@ def noisy_digits_mlp(digits) -> nn.Module:  # type: ignore[no-untyped-def]
         mlp((64, 32, 10), activation=lambda: nn.Sequential(nn.ReLU(), NoiseInjection(std=0.2))),
     )
     return _trained(net, digits)
+
+
+LIBRARIES = ["foolbox", "art", "torchattacks"]
+
+
+def _library_fgsm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, library: str, eps: float, samples: int
+) -> torch.Tensor:
+    """FGSM from ``library`` through its stochdef adapter, checked to be a valid eps-perturbation in [0, 1]."""
+    import foolbox as fb
+    import torchattacks
+    from art.attacks.evasion import FastGradientMethod
+
+    from stochdef.adapters import to_art, to_foolbox, to_torchattacks
+
+    if library == "foolbox":
+        adv = fb.attacks.FGSM()(to_foolbox(model, bounds=(0, 1), samples=samples), x, y, epsilons=eps)[1]
+    elif library == "art":
+        clf = to_art(model, input_shape=tuple(x.shape[1:]), nb_classes=10, clip_values=(0, 1), samples=samples)
+        adv = torch.from_numpy(FastGradientMethod(clf, eps=eps).generate(x.numpy(), y=y.numpy()))
+    else:
+        adv = torchattacks.FGSM(to_torchattacks(model, samples=samples), eps=eps)(x, y)
+    assert adv.shape == x.shape and bool(torch.isfinite(adv).all())
+    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+    assert float((adv - x).abs().max()) <= eps + 1e-6
+    return adv
+
+
+@pytest.fixture
+def library_fgsm():  # type: ignore[no-untyped-def]
+    """``library_fgsm(model, x, y, library=, eps=, samples=)``: a library's FGSM through the adapters."""
+    return _library_fgsm

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import math
 
-import foolbox as fb
 import pytest
 import torch
 import torch.nn.functional as F
-import torchattacks
-from art.attacks.evasion import FastGradientMethod
 from torch import nn
 
-from stochdef.adapters import EoT, is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.adapters import EoT, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
 from stochdef.defenses.dropconnect import (
     SPECS,
@@ -108,21 +105,11 @@ def trained_dropconnect(digits) -> nn.Module:
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
-def test_fgsm_through_adapters(trained_dropconnect: nn.Module, digits, library: str) -> None:
-    eps = 0.15
+def test_fgsm_through_adapters(trained_dropconnect: nn.Module, digits, library: str, library_fgsm) -> None:
     torch.manual_seed(5)
     x, y = digits.x_test[:100], digits.y_test[:100]
     model = trained_dropconnect.train()  # the adapters / libraries must call eval(); it stays random there
-    if library == "foolbox":
-        x_adv = fb.attacks.FGSM()(to_foolbox(model, bounds=(0, 1), samples=16), x, y, epsilons=eps)[1]
-    elif library == "art":
-        clf = to_art(model, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=16)
-        x_adv = torch.from_numpy(FastGradientMethod(clf, eps=eps).generate(x.numpy(), y=y.numpy()))
-    else:
-        x_adv = torchattacks.FGSM(to_torchattacks(model, samples=16), eps=eps)(x, y)
-    assert x_adv.shape == x.shape and bool(torch.isfinite(x_adv).all())
-    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
-    assert float((x_adv - x).abs().max()) <= eps + 1e-6
+    x_adv = library_fgsm(model, x, y, library=library, eps=0.15, samples=16)
     assert not model.training and is_random(model, x[:4])
     with torch.no_grad():
         ensemble = EoT(model, samples=32, reduce="probs")
