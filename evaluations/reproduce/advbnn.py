@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
@@ -44,7 +45,7 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
         return pgd(model, x, y, eps=eps, step=2.5 * eps / steps, steps=steps, samples=s).x_adv
 
     curves: dict[str, dict[str, list[float]]] = {}
-    for name, model in models.items():
+    for name, model in tqdm(models.items(), desc="adv-bnn: PGD sweeps", disable=quick):
         curves[name] = {
             "protocol": [accuracy(model, attack(model, e, 1)) for e in eps_grid],
             "eot": [accuracy(model, attack(model, e, samples)) for e in eps_grid],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from stochdef.adapters import EoT, is_random
 from stochdef.defenses import data as datasets
@@ -63,7 +64,7 @@ def _one_dataset(
         return pgd(model, x, y, eps=eps, step=eps / 4, steps=10, samples=s).x_adv
 
     rows, curves = [], {}
-    for label, model in models.items():
+    for label, model in tqdm(models.items(), desc=f"sap ({dataset}): attack sweeps"):
         for kind, s in (("fgsm", 1), ("fgsm", mc), ("pgd", mc)):
             values = [acc(model, attacked(model, e, kind, s)) for e in eps_grid]
             curves[f"{label}, {kind} ({s})"] = values

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
@@ -44,7 +45,7 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
     measured: dict[str, dict[str, list[float]]] = {
         k: {"naive": [], "eot": [], "size_naive": [], "size_eot": []} for k in PAPER
     }
-    for name in MODELS:
+    for name in tqdm(MODELS, desc="sdr: attacks per model", disable=quick):
         model, _ = zoo.load(name, dataset="mnist5k", device=device)
         torch.manual_seed(seed)
         clean = _single_draw_accuracy(model, x, y)
