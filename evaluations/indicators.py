@@ -252,7 +252,7 @@ def accuracy_monotone_in_eps(accuracy_by_eps: Mapping[float, float], *, slack: f
         worst > slack,
         worst,
         slack,
-        f"accuracy rises by up to {worst:.3f} as eps grows: {dict(items)}",
+        f"accuracy rises by up to {worst:.3f} as eps grows: { {e: round(a, 3) for e, a in items} }",
     )
 
 
