@@ -32,6 +32,7 @@ from stochdef.adapters import EoT, is_random
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses._checks import check_choice, check_positive_int, check_range
+from stochdef.defenses.mwd import set_gradient
 
 from .results import ResultsFile, cell_key, cell_seed
 from .runners import ATTACKS, ESTIMATORS, LIBRARIES, AttackSpec, run_attack
@@ -162,7 +163,9 @@ class Run:
             # numbers do not depend on whether an earlier cell (perhaps in a killed run) loaded the model
             device = torch.device(self.config.device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                model, meta = zoo.load(name, dataset=self.config.dataset, device=self.config.device)
+                model, meta = zoo.load(base_name(name), dataset=self.config.dataset, device=self.config.device)
+            if name.endswith(PSEUDO):  # same outputs; attacks back-propagate the MWD pseudogradient
+                set_gradient(model, "pseudo")
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
             self.models[name] = model.eval()
         return self.models[name]
@@ -177,6 +180,24 @@ class Run:
 
     def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float) -> None:
         self.store.add({"key": key, "kind": kind, **fields, "seconds": round(seconds, 3), "versions": self.versions})
+
+
+PSEUDO = "[psd]"
+
+
+def base_name(defense: str) -> str:
+    """The zoo name of ``defense`` (``"mwd-256[psd]"`` is ``mwd-256`` attacked through its pseudogradient)."""
+    return defense.removesuffix(PSEUDO)
+
+
+def check_defense_name(defense: str) -> None:
+    """``ValueError`` listing the valid names for an unknown defense, or ``[psd]`` on a model without MWD layers."""
+    spec = zoo.get(base_name(defense))
+    if defense.endswith(PSEUDO) and not (spec.name == "mwd" or spec.name.startswith("mwd-")):
+        raise ValueError(
+            f"defense {defense!r}: {PSEUDO} (attack through the MWD pseudogradient) needs an MWD network, "
+            f"e.g. mwd-256{PSEUDO}"
+        )
 
 
 def clean_key(config: EvalConfig, defense: str) -> str:
@@ -283,7 +304,7 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
     if config.n > len(data.x_test):
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
-        zoo.get(name)  # unknown names fail here, listing the valid ones
+        check_defense_name(name)  # unknown names fail here, listing the valid ones
     store = ResultsFile(Path(out) / "results.jsonl")
     device = torch.device(config.device)
     run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--defense",
         type=_list(str),
         default=DEFAULT_DEFENSES,
-        help=f"comma-separated zoo names (default: {','.join(DEFAULT_DEFENSES)}; `stochdef train` lists them all)",
+        help=(
+            f"comma-separated zoo names (default: {','.join(DEFAULT_DEFENSES)}; `stochdef train` lists them all); "
+            "append [psd] to an MWD net (mwd-256[psd]) to attack it through its pseudogradient"
+        ),
     )
     parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(ATTACKS)}")
     parser.add_argument("--library", type=_list(str), default=default.libraries, help=f"from {','.join(LIBRARIES)}")

@@ -68,3 +68,9 @@ def test_reproduce_rejects_unknown_target(capsys: pytest.CaptureFixture[str]) ->
     assert code == 2
     for target in ("sdr", "sap", "advbnn", "mwd", "noise"):
         assert target in err
+
+
+def test_pseudogradient_suffix_needs_an_mwd_network(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, err = _run(capsys, "evaluate", "--out", str(tmp_path), "--defense", "relu-256[psd]")
+    assert code == 2
+    assert "[psd]" in err and "mwd-256[psd]" in err

@@ -135,3 +135,19 @@ def test_resume_after_kill_gives_identical_results(tmp_path: Path) -> None:
     assert final == expected
     for key, record in partial.items():  # finished cells were kept, not recomputed
         assert final[key] == record
+
+
+def test_pseudogradient_variant_attacks_through_the_pseudogradient(tmp_path: Path) -> None:
+    """``mwd-256[psd]``: same clean outputs as ``mwd-256``, but attacks back-propagate the pseudogradient."""
+    config = EvalConfig(
+        defenses=("mwd-256", "mwd-256[psd]"), attacks=("pgd",), libraries=("inhouse", "foolbox"), eps=(0.3,),
+        samples=(1,), n=40, steps=5, judge_samples=1, indicators=False, transfer=False,
+    )  # fmt: skip
+    store = evaluate(config, out=tmp_path, progress=False)
+    true, pseudo = (store.get(clean_key(config, d)) for d in config.defenses)
+    assert true["acc_single"] == pseudo["acc_single"]
+    spec = AttackSpec("pgd", 0.3, samples=1, steps=5)
+    for lib in config.libraries:
+        a = store.get(attack_key(config, "mwd-256", lib, spec))["acc_single"]
+        b = store.get(attack_key(config, "mwd-256[psd]", lib, spec))["acc_single"]
+        assert b < a, (lib, a, b)  # the pseudogradient attack is the stronger one on MWD (paper Table 1 [psd])
