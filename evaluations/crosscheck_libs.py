@@ -124,7 +124,7 @@ def _art_classifier(setting: Setting, model: nn.Module, x: Tensor, randomized: b
             clip_values=setting.bounds,
             samples=setting.samples,
             device=x.device,
-            output=output,  # type: ignore[arg-type]
+            output=output,
         )
     return PyTorchClassifier(
         model,

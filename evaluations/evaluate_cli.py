@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,8 +16,8 @@ from .evaluate import DEFAULT_DEFENSES, EvalConfig, evaluate
 from .runners import ATTACKS, LIBRARIES
 
 
-def _list(kind: type) -> object:
-    def parse(text: str) -> tuple:
+def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
         return tuple(kind(part) for part in text.split(",") if part)
 
     return parse

@@ -161,7 +161,7 @@ def console_table(store: ResultsFile, c: EvalConfig) -> str:
         clean = store.get(clean_key(c, d))
         row = f"{d:<16}{(clean or {}).get('acc_ensemble', math.nan):>7.2f}"
         for e in sorted(c.eps):
-            worst = []
+            worst: list[float] = []
             for s in (naive, eot):
                 accs = [
                     r["acc_ensemble"]

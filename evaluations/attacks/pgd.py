@@ -151,7 +151,7 @@ def pgd(
     }
     best_x = best_success = best_score = None
     for _ in range(restarts):
-        x_adv = _run(model, x, y, **config)  # type: ignore[arg-type]
+        x_adv = _run(model, x, y, **config)
         logits, loss = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
         success = succeeded(logits, y, targeted=targeted)
         score = -loss if targeted else loss  # higher = more adversarial

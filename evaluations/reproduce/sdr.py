@@ -66,7 +66,8 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
             target = model if s == 1 else EoT(model, samples=s)
             res = local_search(target, x[:n_search], y[:n_search], rounds=rounds)
             measured["LocalSearch"][label].append(_single_draw_accuracy(model, res.x_adv, y[:n_search]))
-            measured["LocalSearch"][f"size_{label}"].append(_median(res.queries.float(), res.success))
+            queries = None if res.queries is None else res.queries.float()
+            measured["LocalSearch"][f"size_{label}"].append(_median(queries, res.success))
     tables = [_table(k, v) for k, v in measured.items()]
     return Reproduction(
         target="sdr",
