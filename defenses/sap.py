@@ -251,25 +251,45 @@ def insert_after(model: nn.Module, make: Callable[[], nn.Module], *, after: type
           (1): Identity()
         )
     """
+    return replace_modules(model, after, lambda m: nn.Sequential(m, make()), what=f"{after.__name__} module")
+
+
+def replace_modules(
+    model: nn.Module,
+    match: type[nn.Module] | tuple[type[nn.Module], ...],
+    replace: Callable[[nn.Module], nn.Module],
+    *,
+    what: str,
+) -> nn.Module:
+    """A deep copy of ``model`` with every ``match`` module ``m`` (outermost first) replaced by ``replace(m)``.
+
+    Raises ``ValueError`` naming ``what`` was looked for if ``model`` has none.
+
+    Example:
+        >>> replace_modules(nn.Sequential(nn.Linear(2, 2)), nn.Linear, lambda m: nn.Identity(), what="linear")
+        Sequential(
+          (0): Identity()
+        )
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(model, after):
-        return nn.Sequential(copy.deepcopy(model), make())
+    if isinstance(model, match):
+        return replace(copy.deepcopy(model))
     model = copy.deepcopy(model)
     count = 0
 
     def visit(parent: nn.Module) -> None:
         nonlocal count
         for name, child in parent.named_children():
-            if isinstance(child, after):
-                setattr(parent, name, nn.Sequential(child, make()))
+            if isinstance(child, match):
+                setattr(parent, name, replace(child))
                 count += 1
             else:
                 visit(child)
 
     visit(model)
     if count == 0:
-        raise ValueError(f"model has no {after.__name__} module to insert after ({type(model).__name__})")
+        raise ValueError(f"model has no {what} to insert after or replace ({type(model).__name__})")
     return model
 
 

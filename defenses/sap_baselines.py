@@ -36,7 +36,7 @@ from torch import nn
 from ._checks import check_choice, check_range
 from .functional import gaussian_conv2d, gaussian_linear, per_example_conv2d, per_example_linear
 from .noise import NoiseInjection
-from .sap import METHODS, Method, insert_after, sample_count, scale_factors
+from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
 
 WeightLayer = nn.Linear | nn.Conv2d
 
@@ -228,24 +228,7 @@ class StochasticWeightPruning(nn.Module):
 
 def wrap_layers(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
     """A deep copy of ``model`` with every ``nn.Linear`` / ``nn.Conv2d`` replaced by ``wrap(layer)``."""
-    if isinstance(model, (nn.Linear, nn.Conv2d)):
-        return wrap(copy.deepcopy(model))
-    model = copy.deepcopy(model)
-    count = 0
-
-    def visit(parent: nn.Module) -> None:
-        nonlocal count
-        for name, child in parent.named_children():
-            if isinstance(child, (nn.Linear, nn.Conv2d)):
-                setattr(parent, name, wrap(child))
-                count += 1
-            else:
-                visit(child)
-
-    visit(model)
-    if count == 0:
-        raise ValueError(f"model has no nn.Linear or nn.Conv2d layer ({type(model).__name__})")
-    return model
+    return replace_modules(model, (nn.Linear, nn.Conv2d), wrap, what="nn.Linear or nn.Conv2d layer")
 
 
 def apply_rnw(model: nn.Module, *, std: float, generator: torch.Generator | None = None) -> nn.Module:
