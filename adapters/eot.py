@@ -153,6 +153,19 @@ class EoT(nn.Module):
         return log_mean_softmax(self.model, x, samples=self.samples, max_batch=self.max_batch)
 
 
+@torch.no_grad()
+def ensemble_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, samples: int, max_batch: int = DEFAULT_MAX_BATCH
+) -> float:
+    """Fraction of ``x`` whose ensemble prediction (the softmax averaged over ``samples`` draws) is ``y``.
+
+    The prediction of ``EoT(model, samples=samples, reduce="probs")``; for a deterministic model and
+    ``samples=1`` the plain accuracy.
+    """
+    probs = EoT(model, samples=samples, reduce="probs", max_batch=max_batch)(x)
+    return float((probs.argmax(1) == y).float().mean())
+
+
 def expectation(
     model: nn.Module,
     x: torch.Tensor,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stochdef.adapters import EoT, eot_gradient, eot_value_and_grad, fix_randomness
+from stochdef.adapters import EoT, ensemble_accuracy, eot_gradient, eot_value_and_grad, fix_randomness
 
 from . import indicators as ind
 from .attacks import fgsm, pgd
@@ -45,8 +45,7 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     slack = noise_slack(len(x))
 
     def accuracy(m: nn.Module, x_adv: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float((EoT(m, samples=judge, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+        return ensemble_accuracy(m, x_adv, y, samples=judge)
 
     def attack(m: nn.Module, e: float, **kw: Any) -> Any:
         return pgd(

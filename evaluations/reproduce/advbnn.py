@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stochdef.adapters import EoT
+from stochdef.adapters import ensemble_accuracy
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 
@@ -35,8 +35,7 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
     models = {name: zoo.load(name, dataset="mnist5k", device=device)[0] for name in MODELS}
 
     def accuracy(model: torch.nn.Module, x_adv: torch.Tensor) -> float:
-        with torch.no_grad():
-            return 100.0 * float((EoT(model, samples=ENSEMBLE, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+        return 100.0 * ensemble_accuracy(model, x_adv, y, samples=ENSEMBLE)
 
     def attack(model: torch.nn.Module, eps: float, s: int) -> torch.Tensor:
         if eps == 0.0:

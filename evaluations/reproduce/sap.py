@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stochdef.adapters import EoT, is_random
+from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 
@@ -49,8 +49,7 @@ def _one_dataset(
     models = {label: zoo.load(name, dataset=dataset, device=device)[0] for label, name in FAMILIES[dataset].items()}
 
     def acc(model: torch.nn.Module, x_adv: torch.Tensor) -> float:
-        with torch.no_grad():
-            return 100.0 * float((EoT(model, samples=ENSEMBLE, reduce="probs")(x_adv).argmax(1) == y).float().mean())
+        return 100.0 * ensemble_accuracy(model, x_adv, y, samples=ENSEMBLE)
 
     randomized = {id(m): is_random(m, x[:16]) for m in models.values()}
 

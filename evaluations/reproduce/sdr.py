@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from stochdef.adapters import EoT
+from stochdef.adapters import EoT, ensemble_accuracy
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 
@@ -50,9 +50,7 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
         torch.manual_seed(seed)
         clean = _single_draw_accuracy(model, x, y)
         measured["clean"]["naive"].append(clean)
-        measured["clean"]["eot"].append(
-            100.0 * float((EoT(model, samples=samples, reduce="probs")(x).argmax(1) == y).float().mean())
-        )
+        measured["clean"]["eot"].append(100.0 * ensemble_accuracy(model, x, y, samples=samples))
         for label, s in (("naive", 1), ("eot", samples)):
             torch.manual_seed(seed)
             res = fgsm_minimal(model, x, y, epsilons=grid, max_eps=1.0, samples=s)

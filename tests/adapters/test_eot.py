@@ -11,6 +11,7 @@ from torch import nn
 
 from stochdef.adapters import (
     EoT,
+    ensemble_accuracy,
     eot_gradient,
     eot_value_and_grad,
     expectation,
@@ -20,6 +21,8 @@ from stochdef.adapters import (
     margin,
     plan,
 )
+from stochdef.defenses.noise import NoiseInjection
+from stochdef.defenses.training import accuracy
 
 
 class RowNoise(nn.Module):
@@ -266,3 +269,20 @@ def test_an_empty_batch_gives_empty_results() -> None:
         assert out.shape == (0, 3) and out.dtype == torch.float32
     value, grad = eot_value_and_grad(net, x, torch.zeros(0, dtype=torch.long), samples=5)
     assert value.shape == (0,) and grad.shape == (0, 4)
+
+
+def test_ensemble_accuracy_is_the_mean_softmax_vote() -> None:
+    """Against a brute-force loop: the argmax of the softmax averaged over draws, compared with the labels."""
+    torch.manual_seed(0)
+    model = nn.Sequential(NoiseInjection(std=0.5), nn.Linear(6, 4)).eval()
+    x, y = torch.rand(50, 6), torch.randint(0, 4, (50,))
+    torch.manual_seed(1)
+    got = ensemble_accuracy(model, x, y, samples=8, max_batch=50)  # chunks of one draw each: the loop's order
+    torch.manual_seed(1)
+    with torch.no_grad():
+        probs = sum(torch.softmax(model(x), dim=1) for _ in range(8))
+    assert got == float((probs.argmax(1) == y).float().mean())
+    plain = nn.Linear(6, 4).eval()
+    assert ensemble_accuracy(plain, x, y, samples=1) == pytest.approx(accuracy(plain, x, y), abs=1e-6)  # float32 mean
+    with pytest.raises(ValueError, match="samples"):
+        ensemble_accuracy(plain, x, y, samples=0)

@@ -18,7 +18,7 @@ from art.attacks.evasion import (
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from stochdef.adapters import EoT, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.adapters import ensemble_accuracy, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
 
 EPS, STEP, STEPS = 0.15, 0.02, 10
 SHAPE = (1, 8, 8)
@@ -30,11 +30,6 @@ def _plain_art(model: nn.Module) -> PyTorchClassifier:
 
 def _onehot(y: torch.Tensor) -> np.ndarray:
     return np.eye(10, dtype=np.float32)[y.numpy()]
-
-
-def _ensemble_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 64) -> float:
-    with torch.no_grad():
-        return float((EoT(model, samples=samples, reduce="probs")(x).argmax(1) == y).float().mean())
 
 
 # ---- (1) samples=1 on a deterministic model is the library's plain behaviour, bit for bit -------------
@@ -229,14 +224,14 @@ def test_attacks_through_adapters_lower_accuracy(
     torch.manual_seed(9)
     x, y = digits.x_test[:100], digits.y_test[:100]
     model = noisy_digits_mlp.train()  # the libraries must put it in eval mode themselves
-    clean = _ensemble_accuracy(model, x, y)
+    clean = ensemble_accuracy(model, x, y, samples=64)
     run = {"foolbox": _foolbox, "art": _art, "torchattacks": _torchattacks}[library]
     x_adv = run(attack, model, x, y)
     assert x_adv.shape == x.shape
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
     if attack in ("fgsm", "pgd"):
         assert float((x_adv - x).abs().max()) <= EPS + 1e-6
-    robust = _ensemble_accuracy(model, x_adv, y)
+    robust = ensemble_accuracy(model, x_adv, y, samples=64)
     assert clean >= 0.85
     assert robust <= clean - 0.3, f"{library} {attack}: clean {clean:.2f}, under attack {robust:.2f}"
     # (4) the library called eval(); the model is still random there.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stochdef.adapters import EoT, is_random
+from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
 from stochdef.defenses.dropconnect import (
     SPECS,
@@ -111,10 +111,7 @@ def test_fgsm_through_adapters(trained_dropconnect: nn.Module, digits, library: 
     model = trained_dropconnect.train()  # the adapters / libraries must call eval(); it stays random there
     x_adv = library_fgsm(model, x, y, library=library, eps=0.15, samples=16)
     assert not model.training and is_random(model, x[:4])
-    with torch.no_grad():
-        ensemble = EoT(model, samples=32, reduce="probs")
-        clean = float((ensemble(x).argmax(1) == y).float().mean())
-        robust = float((ensemble(x_adv).argmax(1) == y).float().mean())
+    clean, robust = ensemble_accuracy(model, x, y, samples=32), ensemble_accuracy(model, x_adv, y, samples=32)
     assert clean >= 0.8
     assert robust <= clean - 0.3, f"{library}: clean {clean:.2f}, under EoT-FGSM {robust:.2f}"
 

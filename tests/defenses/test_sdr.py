@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.adapters import EoT, is_random
+from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
 from stochdef.defenses.sdr import (
     SDRDecay,
@@ -208,11 +208,6 @@ def trained_sdr(request: pytest.FixtureRequest, digits) -> nn.Module:
     return model.eval()
 
 
-def _ensemble_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((EoT(model, samples=32, reduce="probs")(x).argmax(1) == y).float().mean())
-
-
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
 def test_fgsm_through_adapters(trained_sdr: nn.Module, digits, library: str, library_fgsm) -> None:
     torch.manual_seed(5)
@@ -220,7 +215,7 @@ def test_fgsm_through_adapters(trained_sdr: nn.Module, digits, library: str, lib
     model = trained_sdr.train()  # the adapters / libraries must call eval(); it stays random there
     x_adv = library_fgsm(model, x, y, library=library, eps=0.15, samples=16)
     assert not model.training and is_random(model, x[:4])
-    clean, robust = _ensemble_accuracy(model, x, y), _ensemble_accuracy(model, x_adv, y)
+    clean, robust = ensemble_accuracy(model, x, y, samples=32), ensemble_accuracy(model, x_adv, y, samples=32)
     assert clean >= 0.8
     assert robust <= clean - 0.3, f"{library}: clean {clean:.2f}, under EoT-FGSM {robust:.2f}"
 
