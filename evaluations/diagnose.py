@@ -76,14 +76,12 @@ def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     halfway: list[torch.Tensor] = []
 
     def record(x_iterate: torch.Tensor, loss: torch.Tensor) -> None:
-        if len(losses) == c.steps:
+        if len(losses) < c.steps:  # the white-box attack's path
+            losses.append(loss)
+            with torch.no_grad():
+                fooled.append(EoT(model, samples=judge, reduce="probs")(x_iterate).argmax(1) != y)
+        elif not halfway:  # its result: the iterate after ``steps`` steps
             halfway.append(x_iterate.detach().clone())
-            return
-        if len(losses) > c.steps:
-            return
-        losses.append(loss)
-        with torch.no_grad():
-            fooled.append(EoT(model, samples=judge, reduce="probs")(x_iterate).argmax(1) != y)
 
     doubled = attack(model, eps, steps=2 * c.steps, callback=record).x_adv
     white_x = halfway[0]

@@ -18,7 +18,8 @@ from .results import ResultsFile  # noqa: E402
 COLORS = {"inhouse": "black", "foolbox": "tab:blue", "art": "tab:orange", "torchattacks": "tab:green"}
 
 
-def _save(fig: plt.Figure, path: Path) -> str:
+def save_figure(fig: plt.Figure, path: Path) -> str:
+    """Lay out ``fig``, write it to ``path`` as a PNG atomically, close it; return the file name."""
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -64,7 +65,7 @@ def accuracy_vs_eps(store: ResultsFile, c: EvalConfig, out: Path) -> str:
             ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (ensemble)")
     axes[0][-1].legend(fontsize=6, loc="upper right")
-    return _save(fig, out / "accuracy_vs_eps.png")
+    return save_figure(fig, out / "accuracy_vs_eps.png")
 
 
 def accuracy_vs_samples(store: ResultsFile, c: EvalConfig, out: Path, *, attack: str = "pgd") -> str:
@@ -85,7 +86,7 @@ def accuracy_vs_samples(store: ResultsFile, c: EvalConfig, out: Path, *, attack:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
-    return _save(fig, out / "accuracy_vs_samples.png")
+    return save_figure(fig, out / "accuracy_vs_samples.png")
 
 
 def calibration(store: ResultsFile, c: EvalConfig, out: Path, *, library: str | None = None) -> str:
@@ -112,7 +113,7 @@ def calibration(store: ResultsFile, c: EvalConfig, out: Path, *, library: str | 
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("accuracy")
     axes[0][-1].legend(fontsize=7)
-    return _save(fig, out / "calibration.png")
+    return save_figure(fig, out / "calibration.png")
 
 
 def transfer_heatmap(store: ResultsFile, c: EvalConfig, out: Path) -> str | None:
@@ -132,7 +133,7 @@ def transfer_heatmap(store: ResultsFile, c: EvalConfig, out: Path) -> str | None
         if not np.isnan(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    return _save(fig, out / "transfer_matrix.png")
+    return save_figure(fig, out / "transfer_matrix.png")
 
 
 def all_plots(store: ResultsFile, c: EvalConfig, out: Path) -> list[str]:

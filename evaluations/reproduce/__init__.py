@@ -133,10 +133,7 @@ def line_plot(
     styles: dict[str, str] | None = None,
 ) -> str:
     """Write a PNG with one line per curve (atomically) and return its file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, ys in curves.items():
@@ -147,10 +144,5 @@ def line_plot(
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path.name
+    return save_figure(fig, path)
