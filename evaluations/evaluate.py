@@ -32,7 +32,7 @@ from stochdef.adapters import EoT, is_random
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses._checks import check_choice, check_positive_int, check_range
-from stochdef.defenses.mwd import set_gradient
+from stochdef.defenses.mwd import mwd_layers, set_gradient
 
 from .results import ResultsFile, cell_key, cell_seed
 from .runners import ATTACKS, ESTIMATORS, LIBRARIES, AttackSpec, run_attack
@@ -190,10 +190,10 @@ def base_name(defense: str) -> str:
     return defense.removesuffix(PSEUDO)
 
 
-def check_defense_name(defense: str) -> None:
+def check_defense_name(defense: str, data: datasets.Dataset) -> None:
     """``ValueError`` listing the valid names for an unknown defense, or ``[psd]`` on a model without MWD layers."""
     spec = zoo.get(base_name(defense))
-    if defense.endswith(PSEUDO) and not (spec.name == "mwd" or spec.name.startswith("mwd-")):
+    if defense.endswith(PSEUDO) and not mwd_layers(spec.build(data.input_shape, data.num_classes)):
         raise ValueError(
             f"defense {defense!r}: {PSEUDO} (attack through the MWD pseudogradient) needs an MWD network, "
             f"e.g. mwd-256{PSEUDO}"
@@ -304,7 +304,7 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
     if config.n > len(data.x_test):
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
-        check_defense_name(name)  # unknown names fail here, listing the valid ones
+        check_defense_name(name, data)  # unknown names fail here, listing the valid ones
     store = ResultsFile(Path(out) / "results.jsonl")
     device = torch.device(config.device)
     run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
