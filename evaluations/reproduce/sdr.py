@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from stochdef.adapters import EoT, ensemble_accuracy
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
+from stochdef.defenses.training import accuracy
 
 from ..attacks import deepfool, fgsm_minimal, local_search
 from . import Reproduction, Table
@@ -33,8 +34,8 @@ PAPER = {  # Table 1, % (MNIST, single-draw Foolbox attacks)
 
 
 def _single_draw_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return 100.0 * float((model(x).argmax(1) == y).float().mean())
+    """Percent correct under one forward pass: the paper's inference rule."""
+    return 100.0 * accuracy(model, x, y)
 
 
 def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | None = None) -> Reproduction:
