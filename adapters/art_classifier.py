@@ -10,7 +10,16 @@ import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from ._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels, check_shape
+from stochdef.defenses.validation import (
+    Bounds,
+    check_bounds,
+    check_choice,
+    check_input,
+    check_int,
+    check_labels,
+    check_shape,
+)
+
 from .eot import DEFAULT_MAX_BATCH, EoT, expectation, plan, replicate
 from .foolbox_model import module_device
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (
+from stochdef.defenses.validation import (
     Bounds,
     check_bounds,
     check_choice,

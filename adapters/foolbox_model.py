@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._checks import Bounds, check_bounds
+from stochdef.defenses.validation import Bounds, check_bounds
+
 from .eot import DEFAULT_MAX_BATCH, EoT, Reduce
 
 if TYPE_CHECKING:

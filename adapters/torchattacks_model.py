@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._checks import Bounds, check_bounds
+from stochdef.defenses.validation import Bounds, check_bounds
+
 from .eot import DEFAULT_MAX_BATCH, EoT, Reduce
 
 

@@ -45,11 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_positive_int, check_range
 from .bayes_layers import BayesBatchNorm2d, BayesConv2d, BayesLinear, BayesModule, gaussian_kl
 from .data import Dataset
 from .models import small_cnn
 from .training import History, LossFn, cross_entropy_loss, fit, pgd_adversary
+from .validation import check_int, check_range
 from .zoo import Spec, TrainSettings
 
 __all__ = [
@@ -167,7 +167,7 @@ def bayes_loss(*, alpha: float = 1.0, train_size: int) -> LossFn:
         >>> bool(loss(bnn, torch.rand(8, 4), torch.zeros(8, dtype=torch.long)) > 0)
         True
     """
-    scale = check_range("alpha", alpha, low=0.0, high=1.0, low_open=True) / check_positive_int("train_size", train_size)
+    scale = check_range("alpha", alpha, low=0.0, high=1.0, low_open=True) / check_int("train_size", train_size)
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y) + scale * kl(model)

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_range
 from .functional import gaussian_conv2d, standard_normal
+from .validation import check_range
 
 
 def gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor, *, prior_std: float) -> torch.Tensor:

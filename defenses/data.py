@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import check_choice
+from .validation import check_choice
 
 DATASETS: tuple[str, ...] = ("mnist5k", "digits", "fashion-mnist")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_positive_int, check_range
 from .data import Dataset
 from .functional import per_example_linear
 from .models import mlp
 from .training import History, fit
+from .validation import check_int, check_range
 from .zoo import Spec, TrainSettings
 
 
@@ -99,8 +99,8 @@ class DropConnectLinear(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        self.out_features = check_positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         self.p = check_p(p)
         if not isinstance(stochastic, bool):
             raise TypeError(f"stochastic must be a bool, got {type(stochastic).__name__} ({stochastic!r})")

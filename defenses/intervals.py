@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_positive_int, check_range
 from .mwd import MWDLayer, check_input_range
 from .mwd_functional import mwd_interval
+from .validation import check_int, check_range
 
 Bounds = tuple[torch.Tensor, torch.Tensor]
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor], Bounds]
@@ -144,7 +144,7 @@ def certified_accuracy(
         >>> certified_accuracy(net, x, y, 0.0), certified_accuracy(net, x, 1 - y, 0.1)  # wrong labels: never
         (1.0, 0.0)
     """
-    check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size)
     if len(x) == 0:
         raise ValueError("x must hold at least one example")
     count = sum(

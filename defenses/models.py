@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_positive_int
+from .validation import check_int
 
 LayerFactory = Callable[[int, int], nn.Module]
 ActivationFactory = Callable[[], nn.Module]
@@ -38,7 +38,7 @@ def mlp(
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least an input and an output size, got {list(sizes)}")
     for i, s in enumerate(sizes):
-        check_positive_int(f"sizes[{i}]", s)
+        check_int(f"sizes[{i}]", s)
     modules: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         modules.append(layer(n_in, n_out))
@@ -61,7 +61,7 @@ def small_cnn(
         >>> small_cnn(image_size=8)(torch.rand(3, 1, 8, 8)).shape
         torch.Size([3, 10])
     """
-    check_positive_int("width", width)
+    check_int("width", width)
     if image_size % 4:
         raise ValueError(f"image_size must be divisible by 4, got {image_size}")
 
@@ -116,8 +116,8 @@ class SmallResNet(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, num_classes: int = 10, width: int = 16, units: int = 3) -> None:
         super().__init__()
-        check_positive_int("width", width)
-        check_positive_int("units", units)
+        check_int("width", width)
+        check_int("units", units)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )

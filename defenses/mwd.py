@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_interval, check_positive_int, check_range
 from .mwd_functional import mwd_unit
+from .validation import check_choice, check_int, check_interval, check_range
 
 Unit = Literal["and", "nand", "mixed"]
 UNITS: tuple[str, ...] = ("and", "nand", "mixed")
@@ -77,8 +77,8 @@ class MWDLayer(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        self.out_features = check_positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         self.unit = check_choice("unit", unit, UNITS)
         self.u_bounds = check_interval("u_bounds", *u_bounds, minimum=0.0)
         self.input_range = check_input_range("input_range", input_range)

@@ -27,8 +27,8 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_range
 from .models import mlp
+from .validation import check_choice, check_range
 from .zoo import Spec, plain_trainer
 
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "laplace", "uniform", "exponential")

@@ -9,7 +9,7 @@
 * Theorem 3 (certificate of the averaged classifier): :func:`certify`, :func:`certified_epsilon`.
 
 The Monte-Carlo estimates these need (label distributions of a model) live in
-:mod:`stochdef.evaluations.pinot`, which may run models through the EoT engine.
+:mod:`stochdef.evaluations.reproduce.pinot`, which may run models through the EoT engine.
 
 Renyi divergence of order ``lambda > 1``: ``D_lambda(P||Q) = 1/(lambda-1) log E_Q[(p/q)^lambda]``; it is
 non-decreasing in ``lambda``, tends to KL as ``lambda -> 1`` and to ``D_inf = log sup p/q`` as
@@ -23,9 +23,9 @@ import math
 
 import torch
 
-from ._checks import check_choice, check_range
 from .noise import DISTRIBUTIONS
 from .sensitivity import norm_ratio
+from .validation import check_choice, check_range
 
 # The norm on the noisy layer's output in which Theorem 1 needs the sensitivity, per distribution.
 SENSITIVITY_NORM: dict[str, str] = {"gaussian": "l2", "laplace": "l1", "uniform": "l1", "exponential": "l1"}

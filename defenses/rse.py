@@ -29,9 +29,9 @@ import copy
 
 from torch import nn
 
-from ._checks import check_range
 from .models import small_cnn
 from .noise import NoiseInjection
+from .validation import check_range
 from .zoo import Spec, plain_trainer
 
 __all__ = ["SPECS", "to_rse"]

@@ -49,7 +49,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_positive_int, check_range
+from .validation import check_choice, check_int, check_range
 
 Method = Literal["auto", "direct", "poisson"]
 METHODS: tuple[str, ...] = ("auto", "direct", "poisson")
@@ -168,7 +168,7 @@ def pruning_mask(
         (False, 0.9)
     """
     check_choice("method", method, METHODS)
-    check_positive_int("draws", draws)
+    check_int("draws", draws)
     if weights.dim() != 2:
         raise ValueError(f"weights must have shape (batch, units), got {tuple(weights.shape)}")
     w = _as_weights(weights)

@@ -33,10 +33,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_range
 from .functional import gaussian_conv2d, gaussian_linear, per_example_conv2d, per_example_linear
 from .noise import NoiseInjection
 from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
+from .validation import check_choice, check_range
 
 WeightLayer = nn.Linear | nn.Conv2d
 

@@ -42,9 +42,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_positive_int, check_range
 from .functional import gaussian_linear
 from .models import mlp
+from .validation import check_choice, check_int, check_range
 
 Mode = Literal["decay", "learnable"]
 MODES: tuple[str, ...] = ("decay", "learnable")
@@ -60,7 +60,7 @@ def default_init_std(fan_in: int) -> float:
         >>> default_init_std(8)
         0.25
     """
-    return 0.5 * math.sqrt(2.0 / check_positive_int("fan_in", fan_in))
+    return 0.5 * math.sqrt(2.0 / check_int("fan_in", fan_in))
 
 
 def sdr_decay_update(std: torch.Tensor, grad: torch.Tensor, *, beta: float, zeta: float, decay: bool) -> torch.Tensor:
@@ -149,8 +149,8 @@ class SDRLinear(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        self.out_features = check_positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         self.mode = check_choice("mode", mode, MODES)
         std = default_init_std(in_features) if init_std is None else check_range("init_std", init_std, low=0.0)
         self.init_std = std
@@ -242,7 +242,7 @@ class SDRDecay:
     def __init__(self, model: nn.Module, *, beta: float, zeta: float, tau: int) -> None:
         self.beta = check_range("beta", beta, low=0.0)
         self.zeta = check_range("zeta", zeta, low=0.0, high=1.0, low_open=True)
-        self.tau = check_positive_int("tau", tau)
+        self.tau = check_int("tau", tau)
         self.layers = sdr_layers(model, mode="decay")
         if not self.layers:
             raise ValueError("model must contain SDRLinear layers with mode='decay'")
@@ -317,12 +317,12 @@ class ThresholdSchedule:
     ) -> None:
         self.thresholds = thresholds
         self.increment = check_range("increment", increment, low=0.0, low_open=True)
-        self.cooldown = check_positive_int("cooldown", cooldown)
-        self.patience = check_positive_int("patience", patience)
+        self.cooldown = check_int("cooldown", cooldown)
+        self.patience = check_int("patience", patience)
         if self.patience >= self.cooldown:
             raise ValueError(f"patience must be < cooldown, got patience={patience}, cooldown={cooldown}")
         self.min_delta = check_range("min_delta", min_delta, low=0.0)
-        self.epochs = None if epochs is None else check_positive_int("epochs", epochs)
+        self.epochs = None if epochs is None else check_int("epochs", epochs)
         self.since_raise: list[float] = []
         self.raises: list[int] = []
 

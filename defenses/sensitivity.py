@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_positive_int, check_range
+from .validation import check_choice, check_int, check_range
 
 NORMS: tuple[str, ...] = ("l1", "l2", "linf")
 _P = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -38,7 +38,7 @@ def norm_ratio(from_norm: str, to_norm: str, dim: int) -> float:
     """
     p = _P[check_choice("norm", from_norm, NORMS)]
     q = _P[check_choice("output_norm", to_norm, NORMS)]
-    dim = check_positive_int("dim", dim)
+    dim = check_int("dim", dim)
     return float(dim ** max(0.0, 1.0 / q - 1.0 / p))
 
 
@@ -117,7 +117,7 @@ def sequential_sensitivity(
         0.2
     """
     radius = check_range("radius", radius, low=0.0)
-    current, width = check_choice("norm", norm, NORMS), check_positive_int("dim", dim)
+    current, width = check_choice("norm", norm, NORMS), check_int("dim", dim)
     check_choice("output_norm", output_norm, NORMS)
     for layer in _leaves(layers):
         if isinstance(layer, nn.Linear):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_positive_int, check_range
+from .validation import check_choice, check_int, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def fit(
         >>> len(hist.loss)
         2
     """
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
     check_range("lr", lr, low=0.0, low_open=True)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
@@ -171,7 +171,7 @@ def pgd_adversary(*, eps: float, step: float, steps: int, bounds: tuple[float, f
     """
     check_range("eps", eps, low=0.0)
     check_range("step", step, low=0.0)
-    check_positive_int("steps", steps)
+    check_int("steps", steps)
     low, high = bounds
 
     def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

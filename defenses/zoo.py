@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from . import data as datasets
-from ._checks import check_choice
 from .files import atomic_torch_save, atomic_write_json
 from .models import mlp, small_cnn
 from .training import History, fit
+from .validation import check_choice
 
 logger = logging.getLogger(__name__)
 

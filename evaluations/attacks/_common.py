@@ -9,8 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, plan, replicate
-from stochdef.adapters._checks import Bounds, check_bounds, check_choice, check_input, check_int, check_labels
-from stochdef.defenses._checks import check_range
+from stochdef.defenses.validation import (
+    Bounds,
+    check_bounds,
+    check_choice,
+    check_input,
+    check_int,
+    check_labels,
+    check_range,
+)
 
 __all__ = ["AttackResult", "Bounds", "check_choice", "check_int", "check_range", "evaluate", "prepare", "succeeded"]
 

@@ -133,7 +133,7 @@ def line_plot(
     styles: dict[str, str] | None = None,
 ) -> str:
     """Write a PNG with one line per curve (atomically) and return its file name."""
-    from ..plots import plt, save_figure
+    from ..figures import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, ys in curves.items():

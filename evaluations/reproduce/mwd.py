@@ -3,7 +3,7 @@
 MWD nets are deterministic, so the EoT question does not arise; the danger is the pseudogradient, which
 trains well but can mask the true gradient from an attacker. Every MWD attack is therefore run with the
 true gradient and with the pseudogradient ([psd]); the interval certificate of their Section 4 is a lower
-bound no attack can beat. Wraps :mod:`stochdef.evaluations.mwd_figure` on the zoo's ``mwd-256``,
+bound no attack can beat. Wraps :mod:`stochdef.evaluations.reproduce.mwd_figure` on the zoo's ``mwd-256``,
 ``relu-256`` and ``sigmoid-256`` (784-256-256-256-10 on MNIST-5k).
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import mwd_figure
-from . import Reproduction, Table, line_plot
+from . import Reproduction, Table, line_plot, mwd_figure
 
 ATTACKS = ("FGSM", "I-FGSM", "PGD")
 ROWS = (("relu", "relu"), ("sigmoid", "sigmoid"), ("mwd", "mwd"), ("mwd[psd]", "mwd[psd]"))

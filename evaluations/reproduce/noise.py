@@ -2,7 +2,7 @@
 
 Their models carry noise on the input, trained with it on; their EoT attacks average 80 draws per step.
 Figure 1 (a) is clean accuracy vs noise scale, (b)/(c) Theorem 2's guaranteed accuracy vs the radius of
-any attack. Ours: the noise MLP on MNIST-5k at each (distribution, std) of :func:`~stochdef.evaluations.pinot.sweep`
+any attack. Ours: the noise MLP on MNIST-5k at each (distribution, std) of :func:`.pinot.sweep`
 with Madry adversarial training (the zoo's ``adv-mlp``) as the Table 2 baseline. Their standard
 deviations and eps are in [-1, 1] pixel units; ours in [0, 1] units, so their 0.5 is our 0.25.
 """
@@ -18,8 +18,7 @@ from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses.renyi import SENSITIVITY_NORM
 
-from .. import pinot
-from . import Reproduction, Table, line_plot
+from . import Reproduction, Table, line_plot, pinot
 
 PAPER = {  # CIFAR-10 WRN-28-10, Tables 1 and 2: (natural, L-inf PGD-20 at eps 0.06 in [-1, 1] units)
     "none": (0.958, 0.384),

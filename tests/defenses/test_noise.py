@@ -165,7 +165,7 @@ def test_library_fgsm_on_each_noise(digits, distribution: str, library: str) -> 
 
 
 def test_eot_pgd_lowers_a_trained_noisy_models_accuracy(noisy_digits_mlp: nn.Module, digits) -> None:  # type: ignore[no-untyped-def]
-    from stochdef.evaluations.pinot import eot_pgd_accuracy, label_distribution
+    from stochdef.evaluations.reproduce.pinot import eot_pgd_accuracy, label_distribution
 
     x, y = digits.x_test[:120], digits.y_test[:120]
     torch.manual_seed(0)

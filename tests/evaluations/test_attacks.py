@@ -14,9 +14,9 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from stochdef.adapters import EoT
-from stochdef.evaluations import crosscheck_libs
 from stochdef.evaluations.attacks import deepfool, fgsm, fgsm_minimal, local_search, pgd
 from stochdef.evaluations.attacks.deepfool import linearize
+from stochdef.evaluations.crosscheck import libraries as crosscheck_libs
 from stochdef.evaluations.stats import intervals_overlap, median_interval, two_proportion_tolerance
 
 EPS, STEP, STEPS = 0.1, 0.01, 10

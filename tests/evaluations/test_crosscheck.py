@@ -13,9 +13,11 @@ import torch
 from scipy import stats
 from torch import nn
 
-from stochdef.evaluations import cli, crosscheck, crosscheck_checks, crosscheck_libs
-from stochdef.evaluations.crosscheck_checks import stall_share
-from stochdef.evaluations.crosscheck_models import MODELS, ModelCase, Trained
+from stochdef.evaluations import cli, crosscheck
+from stochdef.evaluations.crosscheck import checks as crosscheck_checks
+from stochdef.evaluations.crosscheck import libraries as crosscheck_libs
+from stochdef.evaluations.crosscheck.checks import stall_share
+from stochdef.evaluations.crosscheck.models import MODELS, ModelCase, Trained
 from stochdef.evaluations.stats import (
     clopper_pearson_interval,
     intervals_overlap,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.evaluations.diagnose import diagnose
 from stochdef.evaluations.evaluate import EvalConfig, Run
-from stochdef.evaluations.indicators import ObfuscationWarning
-from stochdef.evaluations.results import ResultsFile
+from stochdef.evaluations.evaluate.diagnose import diagnose
+from stochdef.evaluations.evaluate.indicators import ObfuscationWarning
+from stochdef.evaluations.evaluate.results import ResultsFile
 
 
 def _run(tmp_path: Path, digits, models: dict[str, nn.Module], samples: tuple[int, ...]) -> Run:  # type: ignore[no-untyped-def]

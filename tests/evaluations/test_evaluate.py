@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from stochdef.evaluations.evaluate import EvalConfig, attack_key, clean_key, evaluate
-from stochdef.evaluations.plots import all_plots
-from stochdef.evaluations.report import markdown
-from stochdef.evaluations.results import ResultsFile
-from stochdef.evaluations.runners import LIBRARIES, AttackSpec
+from stochdef.evaluations.evaluate.plots import all_plots
+from stochdef.evaluations.evaluate.report import markdown
+from stochdef.evaluations.evaluate.results import ResultsFile
+from stochdef.evaluations.evaluate.runners import LIBRARIES, AttackSpec
 
 SMALL = EvalConfig(
     defenses=("vanilla-mlp", "sdr-learnable"),

@@ -8,7 +8,7 @@ from torch import nn
 
 from stochdef.defenses import Dataset, fit
 from stochdef.defenses.mwd import gradient_mode, mwd_net, parameter_clamp, square_error_loss
-from stochdef.evaluations.mwd_figure import figure2, robust_accuracy, table1
+from stochdef.evaluations.reproduce.mwd_figure import figure2, robust_accuracy, table1
 
 
 @pytest.fixture(scope="module")

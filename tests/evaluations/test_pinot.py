@@ -12,7 +12,7 @@ from torch import nn
 from stochdef.defenses.models import mlp
 from stochdef.defenses.noise import NoiseInjection, inject_noise
 from stochdef.defenses.renyi import entropy, gaussian_epsilon
-from stochdef.evaluations.pinot import certified_radius, guaranteed_accuracy, label_distribution, sweep
+from stochdef.evaluations.reproduce.pinot import certified_radius, guaranteed_accuracy, label_distribution, sweep
 
 XS = torch.tensor([[-1.0], [-0.3], [0.0], [0.5], [1.5]])
 DRAWS = 20_000

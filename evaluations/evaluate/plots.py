@@ -5,27 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .evaluate import EvalConfig, clean_key  # noqa: E402
-from .report import _attack, transfer_matrix  # noqa: E402
-from .results import ResultsFile  # noqa: E402
+from ..figures import plt, save_figure
+from .report import _attack, transfer_matrix
+from .results import ResultsFile
+from .run import EvalConfig, clean_key
 
 COLORS = {"inhouse": "black", "foolbox": "tab:blue", "art": "tab:orange", "torchattacks": "tab:green"}
-
-
-def save_figure(fig: plt.Figure, path: Path) -> str:
-    """Lay out ``fig``, write it to ``path`` as a PNG atomically, close it; return the file name."""
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path.name
 
 
 def accuracy_vs_eps(store: ResultsFile, c: EvalConfig, out: Path) -> str:

@@ -1,42 +1,30 @@
-"""``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
+"""One evaluation run's configuration and state, and the keys of its cells.
 
-A run is a list of cells, each computed once and streamed to ``results.jsonl`` (see :mod:`.results`):
-
-* ``clean`` (per defense): accuracy of the defense's own inference rule, one draw and an n-draw ensemble;
-* ``attack`` (defense x attack x library x eps x samples): robust accuracy under that library's attack,
-  ``samples=1`` being the naive single-draw attack and ``samples>1`` the EoT attack (skipped for a
-  deterministic defense, where EoT equals naive);
-* ``indicators`` (per defense): the gradient-obfuscation checks of :mod:`.diagnose`;
-* ``transfer`` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
-
-Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
-what an uninterrupted one would have.
+:class:`EvalConfig` says what to evaluate, :class:`Run` holds what a run has loaded and recorded. The
+cells' computations (:mod:`.engine`), the gradient-obfuscation checks (:mod:`.diagnose`), the transfer
+matrix (:mod:`.transfer`), the report and the plots all depend on this module; it depends on none of them.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from stochdef.adapters import EoT, is_random
+from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
-from stochdef.defenses._checks import check_choice, check_positive_int, check_range
 from stochdef.defenses.mwd import mwd_layers, set_gradient
+from stochdef.defenses.validation import check_choice, check_int, check_range
 
-from .results import ResultsFile, cell_key, cell_seed
-from .runners import ATTACKS, ESTIMATORS, LIBRARIES, AttackSpec, run_attack
-from .stats import wilson_interval
+from ..stats import wilson_interval
+from .results import ResultsFile, cell_key
+from .runners import ATTACKS, LIBRARIES, AttackSpec
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +61,10 @@ class EvalConfig:
         for e in self.eps:
             check_range("eps", e, low=0.0)
         for s in self.samples:
-            check_positive_int("samples", s)
-        check_positive_int("n", self.n)
-        check_positive_int("steps", self.steps)
-        check_positive_int("judge_samples", self.judge_samples)
+            check_int("samples", s)
+        check_int("n", self.n)
+        check_int("steps", self.steps)
+        check_int("judge_samples", self.judge_samples)
         if not self.defenses:
             raise ValueError("defenses must name at least one defense")
 
@@ -156,6 +144,8 @@ class Run:
     num_classes: int
     versions: dict[str, str] = field(default_factory=library_versions)
     models: dict[str, nn.Module] = field(default_factory=dict)
+    # adversarial examples made on a source defense, reused by every transfer cell of that source
+    transfer_sources: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def model(self, name: str) -> nn.Module:
         if name not in self.models:
@@ -239,77 +229,3 @@ def transfer_key(config: EvalConfig, source: str, target: str) -> str:
         steps=config.steps,
         **config.common(),
     )
-
-
-def cells(run: Run) -> Iterator[tuple[str, str, Any]]:
-    """``(kind, key, payload)`` of every cell of the run, in order (clean cells first)."""
-    c = run.config
-    for defense in c.defenses:
-        yield "clean", clean_key(c, defense), defense
-    for defense in c.defenses:
-        for attack in c.attacks:
-            for eps in c.eps:
-                for samples in c.samples:
-                    spec = AttackSpec(attack, eps, samples=samples, steps=c.steps)
-                    for library in c.libraries:
-                        yield "attack", attack_key(c, defense, library, spec), (defense, library, spec)
-    if c.indicators:
-        for defense in c.defenses:
-            yield "indicators", indicator_key(c, defense), defense
-    if c.transfer and len(c.defenses) > 1:
-        for source in c.defenses:
-            for target in c.defenses:
-                yield "transfer", transfer_key(c, source, target), (source, target)
-
-
-def compute(run: Run, kind: str, key: str, payload: Any) -> None:
-    """Compute one cell and record it (a cell that does not apply records why)."""
-    seed_everything(cell_seed(run.config.seed, key))
-    start = time.perf_counter()
-    if kind == "clean":
-        model = run.model(payload)
-        random = is_random(model, run.x[:32], passes=3)
-        fields = {
-            "defense": payload,
-            "random": random,
-            **Judge(model, run.config.judge_samples if random else 1)(run.x, run.y),
-        }
-    elif kind == "attack":
-        defense, library, spec = payload
-        fields = {"defense": defense, "library": library, **asdict(spec), "step": spec.step_size}
-        if spec.samples > 1 and not run.is_random(defense):
-            fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
-        else:
-            model = run.model(defense)
-            x_adv = run_attack(library, spec, model, run.x, run.y, num_classes=run.num_classes)
-            fields.update(
-                estimator=ESTIMATORS[library] if spec.samples > 1 else "one draw per gradient (naive)",
-                linf=float((x_adv - run.x).abs().max()),
-                **Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y),
-            )
-    elif kind == "indicators":
-        from .diagnose import diagnose
-
-        fields = {"defense": payload, "indicators": diagnose(run, payload)}
-    else:
-        from .transfer import transfer_cell
-
-        fields = transfer_cell(run, *payload)
-    run.record(key, kind, fields, time.perf_counter() - start)
-
-
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
-    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``."""
-    data = datasets.load(config.dataset)
-    if config.n > len(data.x_test):
-        raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
-    for name in config.defenses:
-        check_defense_name(name, data)  # unknown names fail here, listing the valid ones
-    store = ResultsFile(Path(out) / "results.jsonl")
-    device = torch.device(config.device)
-    run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
-    todo = [cell for cell in cells(run) if cell[1] not in store]
-    logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
-    for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
-        compute(run, kind, key, payload)
-    return store

@@ -12,8 +12,8 @@ import torch
 
 from stochdef.defenses.data import DATASETS
 
-from .evaluate import DEFAULT_DEFENSES, EvalConfig, evaluate
-from .runners import ATTACKS, LIBRARIES
+from ..evaluate import DEFAULT_DEFENSES, EvalConfig, evaluate
+from ..evaluate.runners import ATTACKS, LIBRARIES
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from stochdef.defenses.files import atomic_write_text
 
-    from .plots import all_plots
-    from .report import console_table, markdown
+    from ..evaluate.plots import all_plots
+    from ..evaluate.report import console_table, markdown
 
     config = EvalConfig(
         dataset=args.dataset,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from . import reproduce
+from .. import reproduce
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,27 +8,21 @@ B's n-draw ensemble.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from stochdef.adapters import EoT
 
-from .evaluate import seed_everything
+from ..attacks import pgd
 from .results import cell_seed
-
-if TYPE_CHECKING:
-    from .evaluate import Run
-
-_CACHE_ATTR = "_transfer_sources"
+from .run import Run, seed_everything
 
 
 def source_examples(run: Run, source: str) -> torch.Tensor:
     """Adversarial examples made on ``source`` (seeded by the source alone, cached for the run)."""
-    cache: dict[str, torch.Tensor] = run.__dict__.setdefault(_CACHE_ATTR, {})
+    cache = run.transfer_sources
     if source not in cache:
-        from .attacks import pgd
-
         c = run.config
         seed_everything(cell_seed(c.seed, f"transfer-source|{source}"))
         cache[source] = pgd(

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stochdef.evaluations import crosscheck_libs as libs
-from stochdef.evaluations.crosscheck_models import Trained
-from stochdef.evaluations.stats import two_proportion_tolerance
+from ..stats import two_proportion_tolerance
+from . import libraries as libs
+from .models import Trained
 
 EXACT_TOL = 1e-6
 L2_TOL = 1e-5  # L2 PGD vs ART / torchattacks: how far apart an example must be to count as diverged
@@ -178,7 +178,7 @@ def stall_share(
     with torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     classes = torch.arange(num_classes, device=x.device).expand(len(x), -1)
-    from stochdef.evaluations.attacks.deepfool import linearize
+    from ..attacks.deepfool import linearize
 
     logits, diffs, grads = linearize(model, x, y, classes, samples=samples)
     flat = grads.flatten(2)

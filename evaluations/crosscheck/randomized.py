@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from stochdef.adapters import expectation
-from stochdef.evaluations import crosscheck_libs as libs
-from stochdef.evaluations.crosscheck_checks import CONFIDENCE, Z_RATES, Row, _predict, _seed, stall_share, timed
-from stochdef.evaluations.crosscheck_models import Trained
-from stochdef.evaluations.stats import intervals_overlap, median_interval, two_proportion_tolerance, wilson_interval
+
+from ..stats import intervals_overlap, median_interval, two_proportion_tolerance, wilson_interval
+from . import libraries as libs
+from .checks import CONFIDENCE, Z_RATES, Row, _predict, _seed, stall_share, timed
+from .models import Trained
 
 RETESTS = 8  # fresh tests of a DeepFool point in the "left on the boundary" diagnosis
 
@@ -92,7 +93,7 @@ def weaker_by_design(
     """Diagnose DeepFool points of a library that a randomized model still classifies correctly.
 
     * ``stalled``: the per-step clip keeps less than ``1 / (1 + overshoot)`` of the EoT-averaged step
-      (:func:`~stochdef.evaluations.crosscheck_checks.stall_share`): the iterates cannot cross.
+      (:func:`~stochdef.evaluations.crosscheck.checks.stall_share`): the iterates cannot cross.
     * ``on_boundary``: the point is a coin flip for the attack's own test: among :data:`RETESTS` fresh tests
       with ``samples`` draws each, some call it adversarial and some do not. A library that stops an example
       at its first adversarial test (torchattacks) leaves such points.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench
+from .. import bench
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,11 +1,11 @@
 """The cross-check: the in-house attacks against Foolbox 3, ART, torchattacks and advertorch.
 
-For every model of :mod:`.crosscheck_models` (trained within the run, seconds) and every attack, the same
-configuration runs in-house and in each library; :mod:`.crosscheck_checks` and :mod:`.crosscheck_random`
+For every model of :mod:`.models` (trained within the run, seconds) and every attack, the same
+configuration runs in-house and in each library; :mod:`.checks` and :mod:`.randomized`
 compare them (exact parity, DeepFool agreement with diagnosed divergences, LocalSearch rates, robust
 accuracy on randomized models with binomial intervals). It prints a table, writes JSON and Markdown, and
 says whether any comparison disagrees (``stochdef crosscheck`` then exits non-zero, see
-:mod:`.crosscheck_cli`). ``quick=True`` is the CI-sized run.
+:mod:`stochdef.evaluations.cli.crosscheck`). ``quick=True`` is the CI-sized run.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from stochdef.defenses.files import atomic_write_json, atomic_write_text
-from stochdef.evaluations import crosscheck_models as models
-from stochdef.evaluations.bench import device_name
-from stochdef.evaluations.crosscheck_checks import CONFIDENCE, Row, deepfool_rows, exact_rows, minimal_rows
-from stochdef.evaluations.crosscheck_libs import Setting
-from stochdef.evaluations.crosscheck_random import localsearch_rows, randomized_rows
-from stochdef.evaluations.crosscheck_report import markdown
+
+from ..bench import device_name
+from . import models
+from .checks import CONFIDENCE, Row, deepfool_rows, exact_rows, minimal_rows
+from .libraries import Setting
+from .randomized import localsearch_rows, randomized_rows
+from .report import markdown
 
 logger = logging.getLogger(__name__)
 PACKAGES = ("torch", "foolbox", "adversarial-robustness-toolbox", "torchattacks", "advertorch", "numpy", "eagerpy")

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from stochdef.adapters import EoT, to_art, to_foolbox, to_torchattacks
-from stochdef.evaluations import attacks
+
+from .. import attacks
 
 LIBRARIES: tuple[str, ...] = ("foolbox", "art", "torchattacks")
 Tensor = torch.Tensor

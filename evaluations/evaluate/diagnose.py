@@ -8,19 +8,16 @@ surrogate for transfer checks is a deterministic network of another architecture
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
 from stochdef.adapters import EoT, ensemble_accuracy, eot_gradient, eot_value_and_grad, fix_randomness
 
+from ..attacks import fgsm, pgd
 from . import indicators as ind
-from .attacks import fgsm, pgd
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .evaluate import Run
+from .run import Run
 
 SURROGATES = ("vanilla-mlp", "vanilla-cnn")
 

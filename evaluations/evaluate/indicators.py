@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stochdef.defenses._checks import check_positive_int, check_range
+from stochdef.defenses.validation import check_int, check_range
 
 
 class ObfuscationWarning(UserWarning):
@@ -64,7 +64,7 @@ def check_randomized(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, passes: int = 5, alpha: float = 1e-4
 ) -> Indicator:
     """AutoAttack's check: over ``passes`` forward passes, do correct counts or normalised logits differ?"""
-    check_positive_int("passes", passes, minimum=2)
+    check_int("passes", passes, minimum=2)
     model.eval()
     outputs = [model(x) for _ in range(passes)]
     correct = [int((o.argmax(1) == y).sum()) for o in outputs]
@@ -123,7 +123,7 @@ def incomplete_optimization(loss_trace: torch.Tensor, *, window: int = 10, tol: 
     is negated into a loss to minimise, rescaled to [0, 1] per point, made monotone (running minimum),
     and its range over the last ``window`` steps compared with ``tol``.
     """
-    check_positive_int("window", window)
+    check_int("window", window)
     loss = -loss_trace.detach().double()
     low, high = loss.min(0).values, loss.max(0).values
     span = torch.where(high > low, high - low, torch.ones_like(high))
@@ -200,7 +200,7 @@ def unstable_predictions(
     attack, an EoT average for an adaptive one). Fires when the mean exceeds ``threshold``.
     """
     check_range("radius", radius, low=0.0)
-    check_positive_int("draws", draws)
+    check_int("draws", draws)
     reference = loss_fn(x)
     scale = torch.where(reference.abs() > 0, reference.abs(), torch.ones_like(reference))
     changes = torch.stack(

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from stochdef.adapters import to_art, to_foolbox, to_torchattacks
-from stochdef.defenses._checks import check_choice, check_positive_int, check_range
+from stochdef.defenses.validation import check_choice, check_int, check_range
 
 LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
@@ -41,8 +41,8 @@ class AttackSpec:
     def __post_init__(self) -> None:
         check_choice("attack", self.attack, ATTACKS)
         check_range("eps", self.eps, low=0.0)
-        check_positive_int("samples", self.samples)
-        check_positive_int("steps", self.steps)
+        check_int("samples", self.samples)
+        check_int("steps", self.steps)
         if self.step is not None:
             check_range("step", self.step, low=0.0)
 

@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, expectation, to_torchattacks
 from stochdef.defenses import load_dataset
-from stochdef.defenses._checks import check_choice, check_positive_int, check_range
 from stochdef.defenses.noise import NoiseInjection, noise_layers, noisy_mlp, train_noisy
 from stochdef.defenses.renyi import (
     SENSITIVITY_NORM,
@@ -46,6 +45,7 @@ from stochdef.defenses.renyi import (
     risk_gap_bound,
 )
 from stochdef.defenses.sensitivity import NORMS, sequential_sensitivity
+from stochdef.defenses.validation import check_choice, check_int, check_range
 from stochdef.defenses.zoo import TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def label_distribution(
         >>> label_distribution(net, torch.rand(4, 2), draws=10).sum(1)
         tensor([1., 1., 1., 1.])
     """
-    draws = check_positive_int("draws", draws)
+    draws = check_int("draws", draws)
     model.eval()
     k = num_classes if num_classes is not None else int(model(x[:1]).shape[-1])
 

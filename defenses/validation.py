@@ -1,4 +1,10 @@
-"""Argument checks shared by the adapters: each raises with the argument's name and value, never fixes."""
+"""The argument checks of all three packages: each raises with the argument's name and value, never fixes.
+
+One module serves ``stochdef.defenses``, ``stochdef.adapters`` and ``stochdef.evaluations`` (it sits in the
+lowest layer, the defenses, so that no import runs back up). It is not part of the user API: nothing here is
+exported from :mod:`stochdef.defenses`. What counts as bad input, and where it is checked: DESIGN.md,
+"Bad input".
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import torch
 Bounds = tuple[float, float]
 
 
-def check_int(name: str, value: object, *, minimum: int) -> int:
+def check_int(name: str, value: object, *, minimum: int = 1) -> int:
     """Return ``value`` if it is an int >= ``minimum``; raise ``TypeError``/``ValueError`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
@@ -121,3 +127,42 @@ def check_labels(
         raise ValueError(f"{name} must be >= 0, got {int(y.min())}")
     if num_classes is not None and y.numel() and int(y.max()) >= num_classes:
         raise ValueError(f"{name} must be < {num_classes} (the number of classes), got {int(y.max())}")
+
+
+def check_range(
+    name: str,
+    value: float,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``float(value)`` if it lies in the interval; e.g. ``low=0, low_open=True`` means ``> 0``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy / torch scalars
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})") from None
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must be a number, got nan")
+    lo_ok = low is None or (v > low if low_open else v >= low)
+    hi_ok = high is None or (v < high if high_open else v <= high)
+    if not (lo_ok and hi_ok):
+        left = "-inf" if low is None else f"{low}"
+        right = "inf" if high is None else f"{high}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{left}, {right}{')' if high_open or high is None else ']'}"
+        )
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return v
+
+
+def check_interval(name: str, low: float, high: float, *, minimum: float | None = None) -> tuple[float, float]:
+    """Validate a ``(low, high)`` pair with ``low <= high`` (and ``low >= minimum`` when given)."""
+    low = check_range(f"{name}[0]", low, low=minimum)
+    high = check_range(f"{name}[1]", high, low=minimum)
+    if low > high:
+        raise ValueError(f"{name} must have min <= max, got ({low}, {high})")
+    return low, high

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from . import crosscheck
-from .crosscheck_models import MODELS
-from .crosscheck_report import format_table
+from .. import crosscheck
+from ..crosscheck.models import MODELS
+from ..crosscheck.report import format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,15 +9,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-# subcommand -> (module under stochdef.evaluations, help)
+# subcommand -> (module under stochdef.evaluations.cli, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "evaluate": ("evaluate_cli", "the main job: every defense x library x attack, naive and EoT; report and plots"),
-    "reproduce": ("reproduce_cli", "re-run a paper's headline table on our data, the paper's numbers beside ours"),
+    "evaluate": ("evaluate", "the main job: every defense x library x attack, naive and EoT; report and plots"),
+    "reproduce": ("reproduce", "re-run a paper's headline table on our data, the paper's numbers beside ours"),
     "demo": ("demo", "wrap a randomized MNIST model and attack it through Foolbox, ART and torchattacks"),
-    "train": ("train_cli", "train a defense from the zoo and save its checkpoint"),
-    "bench": ("bench_cli", "run a benchmark: print medians and ratios, write JSON"),
+    "train": ("train", "train a defense from the zoo and save its checkpoint"),
+    "bench": ("bench", "run a benchmark: print medians and ratios, write JSON"),
     "crosscheck": (
-        "crosscheck_cli",
+        "crosscheck",
         "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
     ),
 }
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"stochdef.evaluations.{module}").add_arguments(command)
+        importlib.import_module(f"stochdef.evaluations.cli.{module}").add_arguments(command)
         command.set_defaults(_module=module)
     return parser
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # the attack libraries log every call at INFO
         for name in ("art", "foolbox", "torchattacks"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    module = importlib.import_module(f"stochdef.evaluations.{args._module}")
+    module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
     try:
         return int(module.main(args) or 0)
     except (ValueError, FileNotFoundError, TypeError) as err:

@@ -1,0 +1,15 @@
+"""``stochdef crosscheck``: the in-house attacks against Foolbox 3, ART, torchattacks and advertorch.
+
+* :mod:`.models` -- the small models the harness trains (seconds) and attacks;
+* :mod:`.libraries` -- the advertorch LocalSearch reference and torchattacks' ``EOTPGD`` loop;
+* :mod:`.checks` -- exact parity, minimal-eps FGSM and DeepFool agreement on deterministic models;
+* :mod:`.randomized` -- LocalSearch rates and robust accuracy on randomized models, with intervals;
+* :mod:`.report` -- the console table and the Markdown report;
+* :mod:`.harness` -- :func:`run` (every check on every model) and :func:`save`.
+"""
+
+from __future__ import annotations
+
+from .harness import PACKAGES, run, save, settings, sizes, versions
+
+__all__ = ["PACKAGES", "run", "save", "settings", "sizes", "versions"]

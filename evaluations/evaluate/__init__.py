@@ -1,0 +1,39 @@
+"""``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
+
+The job's layers, each depending only on those above it:
+
+* :mod:`.results` -- the resumable JSONL store of cells, and the cell keys and seeds;
+* :mod:`.runners` -- how one library runs one attack through its adapter;
+* :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
+* :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
+* :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;
+* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store.
+"""
+
+from __future__ import annotations
+
+from .engine import cells, compute, evaluate
+from .run import (
+    DEFAULT_DEFENSES,
+    EvalConfig,
+    Run,
+    attack_key,
+    base_name,
+    clean_key,
+    indicator_key,
+    transfer_key,
+)
+
+__all__ = [
+    "DEFAULT_DEFENSES",
+    "EvalConfig",
+    "Run",
+    "attack_key",
+    "base_name",
+    "cells",
+    "clean_key",
+    "compute",
+    "evaluate",
+    "indicator_key",
+    "transfer_key",
+]

@@ -1,0 +1,117 @@
+"""``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
+
+A run is a list of cells, each computed once and streamed to ``results.jsonl`` (see :mod:`.results`):
+
+* ``clean`` (per defense): accuracy of the defense's own inference rule, one draw and an n-draw ensemble;
+* ``attack`` (defense x attack x library x eps x samples): robust accuracy under that library's attack,
+  ``samples=1`` being the naive single-draw attack and ``samples>1`` the EoT attack (skipped for a
+  deterministic defense, where EoT equals naive);
+* ``indicators`` (per defense): the gradient-obfuscation checks of :mod:`.diagnose`;
+* ``transfer`` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
+
+Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
+what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from stochdef.adapters import is_random
+from stochdef.defenses import data as datasets
+
+from .diagnose import diagnose
+from .results import ResultsFile, cell_seed
+from .run import (
+    EvalConfig,
+    Judge,
+    Run,
+    attack_key,
+    check_defense_name,
+    clean_key,
+    indicator_key,
+    seed_everything,
+    transfer_key,
+)
+from .runners import ESTIMATORS, AttackSpec, run_attack
+from .transfer import transfer_cell
+
+logger = logging.getLogger(__name__)
+
+
+def cells(run: Run) -> Iterator[tuple[str, str, Any]]:
+    """``(kind, key, payload)`` of every cell of the run, in order (clean cells first)."""
+    c = run.config
+    for defense in c.defenses:
+        yield "clean", clean_key(c, defense), defense
+    for defense in c.defenses:
+        for attack in c.attacks:
+            for eps in c.eps:
+                for samples in c.samples:
+                    spec = AttackSpec(attack, eps, samples=samples, steps=c.steps)
+                    for library in c.libraries:
+                        yield "attack", attack_key(c, defense, library, spec), (defense, library, spec)
+    if c.indicators:
+        for defense in c.defenses:
+            yield "indicators", indicator_key(c, defense), defense
+    if c.transfer and len(c.defenses) > 1:
+        for source in c.defenses:
+            for target in c.defenses:
+                yield "transfer", transfer_key(c, source, target), (source, target)
+
+
+def compute(run: Run, kind: str, key: str, payload: Any) -> None:
+    """Compute one cell and record it (a cell that does not apply records why)."""
+    seed_everything(cell_seed(run.config.seed, key))
+    start = time.perf_counter()
+    if kind == "clean":
+        model = run.model(payload)
+        random = is_random(model, run.x[:32], passes=3)
+        fields = {
+            "defense": payload,
+            "random": random,
+            **Judge(model, run.config.judge_samples if random else 1)(run.x, run.y),
+        }
+    elif kind == "attack":
+        defense, library, spec = payload
+        fields = {"defense": defense, "library": library, **asdict(spec), "step": spec.step_size}
+        if spec.samples > 1 and not run.is_random(defense):
+            fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
+        else:
+            model = run.model(defense)
+            x_adv = run_attack(library, spec, model, run.x, run.y, num_classes=run.num_classes)
+            fields.update(
+                estimator=ESTIMATORS[library] if spec.samples > 1 else "one draw per gradient (naive)",
+                linf=float((x_adv - run.x).abs().max()),
+                **Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y),
+            )
+    elif kind == "indicators":
+        fields = {"defense": payload, "indicators": diagnose(run, payload)}
+    else:
+        fields = transfer_cell(run, *payload)
+    run.record(key, kind, fields, time.perf_counter() - start)
+
+
+def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
+    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``."""
+    data = datasets.load(config.dataset)
+    if config.n > len(data.x_test):
+        raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
+    for name in config.defenses:
+        check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    store = ResultsFile(Path(out) / "results.jsonl")
+    device = torch.device(config.device)
+    run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
+    todo = [cell for cell in cells(run) if cell[1] not in store]
+    logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
+    for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
+        compute(run, kind, key, payload)
+    return store
