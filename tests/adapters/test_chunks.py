@@ -107,12 +107,14 @@ def test_eot_paths_draw_in_the_order_of_the_hand_written_loop(batch: int, sample
     mean = expectation(model, x, samples=samples, max_batch=max_batch)
     value, grad = eot_value_and_grad(model, x, y, samples=samples, max_batch=max_batch)
     torch.manual_seed(5)
-    ref_mean, ref_value, ref_grad = [], torch.zeros(batch), torch.zeros_like(x)
+    ref_mean: list[torch.Tensor] = []
+    ref_value, ref_grad = torch.zeros(batch), torch.zeros_like(x)
     for rows, calls in plan(batch, samples, max_batch):
-        acc = None
+        acc: torch.Tensor | None = None
         for copies in calls:
             out = model(replicate(x[rows], copies)).view(copies, rows.stop - rows.start, -1).sum(0)
             acc = out if acc is None else acc + out
+        assert acc is not None
         ref_mean.append(acc)
     for rows, calls in plan(batch, samples, max_batch):
         for copies in calls:
@@ -146,8 +148,15 @@ def test_art_loss_gradient_split_at_max_batch_equals_the_unsplit_one(
     x, y = np.random.default_rng(0).random((10, *SHAPE), dtype=np.float32), np.arange(10) % 4
 
     def art(max_batch: int, samples: int = 3) -> PyTorchClassifier:
-        kw = {"input_shape": SHAPE, "nb_classes": 4, "clip_values": (0, 1), "loss": make_loss()}
-        return to_art(model, samples=samples, max_batch=max_batch, **kw)
+        return to_art(
+            model,
+            input_shape=SHAPE,
+            nb_classes=4,
+            clip_values=(0, 1),
+            loss=make_loss(),
+            samples=samples,
+            max_batch=max_batch,
+        )
 
     whole = art(10_000).loss_gradient(x, y)
     model.rows.clear()
