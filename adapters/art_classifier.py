@@ -39,7 +39,8 @@ class EoTClassifier(PyTorchClassifier):
     * ``class_gradient``: ``E[grad_x out_k]`` of that same output, so predictions and gradients agree
       (DeepFool and C&W linearise one with the other; use ``output="logits"`` for them, as ART warns
       that they expect logits);
-    * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss;
+    * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss (with
+      its own reduction over the whole batch, also where the batch is split into calls of ``max_batch`` rows);
     * ``compute_loss``: ``E[loss(f(x), y)]``.
 
     Numpy and torch inputs are accepted and the same type is returned (``predict`` always sees and
