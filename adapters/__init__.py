@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum, chunks, plan, replicate
 from .eot import (
-    DEFAULT_MAX_BATCH,
     EoT,
     cross_entropy,
     ensemble_accuracy,
@@ -26,8 +26,6 @@ from .eot import (
     expectation,
     log_mean_softmax,
     margin,
-    plan,
-    replicate,
 )
 from .randomness import FixedRandomness, fix_randomness, is_random
 from .torchattacks_model import to_torchattacks
@@ -38,9 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
+    "Chunk",
     "EoT",
     "EoTClassifier",
     "FixedRandomness",
+    "chunked_sum",
+    "chunks",
     "cross_entropy",
     "ensemble_accuracy",
     "eot_gradient",

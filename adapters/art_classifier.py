@@ -20,7 +20,8 @@ from stochdef.defenses.validation import (
     check_shape,
 )
 
-from .eot import DEFAULT_MAX_BATCH, EoT, expectation, plan, replicate
+from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum
+from .eot import EoT, expectation
 from .foolbox_model import module_device
 
 Output = Literal["probs", "logits"]
@@ -38,7 +39,8 @@ class EoTClassifier(PyTorchClassifier):
     * ``class_gradient``: ``E[grad_x out_k]`` of that same output, so predictions and gradients agree
       (DeepFool and C&W linearise one with the other; use ``output="logits"`` for them, as ART warns
       that they expect logits);
-    * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss;
+    * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss (with
+      its own reduction over the whole batch, also where the batch is split into calls of ``max_batch`` rows);
     * ``compute_loss``: ``E[loss(f(x), y)]``.
 
     Numpy and torch inputs are accepted and the same type is returned (``predict`` always sees and
@@ -90,6 +92,18 @@ class EoTClassifier(PyTorchClassifier):
     def _transform(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=-1) if self._output == "probs" else logits
 
+    def _mean_weight(self, labels: torch.Tensor) -> float:
+        """What ART's loss divides its sum by under ``reduction="mean"`` for these labels.
+
+        The number of labels not ignored, each counted with its class weight (``CrossEntropyLoss``,
+        ``NLLLoss``); the number of labels (``MultiMarginLoss``, whose weights do not normalize).
+        """
+        loss = self._loss
+        if not isinstance(loss, (nn.CrossEntropyLoss, nn.NLLLoss)):
+            return float(labels.numel())
+        kept = labels[labels != loss.ignore_index]
+        return float(kept.numel() if loss.weight is None else loss.weight[kept.to(loss.weight.device)].sum())
+
     # -- what ART's attacks call -----------------------------------------------------------------------
     def predict(self, x: Array, batch_size: int = 128, training_mode: bool = False, **kwargs: Any) -> Array:
         check_int("batch_size", batch_size, minimum=1)
@@ -127,21 +141,25 @@ class EoTClassifier(PyTorchClassifier):
         else:
             per_example = self._labels(np.asarray(label), batch)
             classes = [-1]
-        grads = torch.zeros(batch, len(classes), *xt.shape[1:], dtype=xt.dtype, device=xt.device)
         samples = self._eot.samples
+        if batch == 0:  # nothing to draw: no model call
+            return self._like(torch.zeros(0, len(classes), *xt.shape[1:], dtype=xt.dtype, device=xt.device), x)
+
+        def step(chunk: Chunk) -> tuple[torch.Tensor]:
+            xr = chunk.replicate(xt.detach()).requires_grad_(True)
+            out = self._transform(self._eot.model(xr))
+            per_class = []
+            for j, c in enumerate(classes):
+                if per_example is None:
+                    target = out[:, c].sum()
+                else:
+                    target = out.gather(1, chunk.replicate(per_example)[:, None]).sum()
+                (g,) = torch.autograd.grad(target, xr, retain_graph=j < len(classes) - 1)
+                per_class.append(chunk.fold(g))
+            return (torch.stack(per_class, dim=1),)
+
         with torch.enable_grad():
-            for rows, calls in plan(batch, samples, self._eot.max_batch):
-                width = rows.stop - rows.start
-                for copies in calls:
-                    xr = replicate(xt[rows].detach(), copies).requires_grad_(True)
-                    out = self._transform(self._eot.model(xr))
-                    for j, c in enumerate(classes):
-                        if per_example is None:
-                            target = out[:, c].sum()
-                        else:
-                            target = out.gather(1, replicate(per_example[rows], copies)[:, None]).sum()
-                        (g,) = torch.autograd.grad(target, xr, retain_graph=j < len(classes) - 1)
-                        grads[rows, j] += g.view(copies, width, *xt.shape[1:]).sum(0)
+            (grads,) = chunked_sum(step, batch=batch, samples=samples, max_batch=self._eot.max_batch)
         return self._like(grads / samples, x)
 
     def loss_gradient(self, x: Array, y: Array, training_mode: bool = False, **kwargs: Any) -> Array:
@@ -149,19 +167,24 @@ class EoTClassifier(PyTorchClassifier):
         xt = self._inputs(x)
         yt = self._labels(y, xt.shape[0])
         batch, samples = xt.shape[0], self._eot.samples
-        grad = torch.zeros_like(xt)
-        if batch == 0:
-            return self._like(grad, x)
-        per_call = max(1, self._eot.max_batch // max(batch, 1))
+        if batch == 0:  # nothing to draw: no model call
+            return self._like(torch.zeros_like(xt), x)
+        total = self._mean_weight(yt)
+
+        def step(chunk: Chunk) -> tuple[torch.Tensor]:
+            xr = chunk.replicate(xt.detach()).requires_grad_(True)
+            out = chunk.draws(self._eot.model(xr))
+            labels = yt[chunk.rows]
+            # ART's own loss (with its own reduction) on each draw, summed over the draws of this call.
+            loss = sum(self._loss(out[s], labels) for s in range(chunk.copies))
+            if chunk.width < batch and getattr(self._loss, "reduction", "mean") == "mean":
+                # A mean over this slice of rows, rescaled to its share of the mean over the whole batch.
+                loss = loss * (self._mean_weight(labels) / total)
+            (g,) = torch.autograd.grad(loss, xr)
+            return (chunk.fold(g),)
+
         with torch.enable_grad():
-            for done in range(0, samples, per_call):
-                copies = min(per_call, samples - done)
-                xr = replicate(xt.detach(), copies).requires_grad_(True)
-                out = self._eot.model(xr).reshape(copies, batch, -1)
-                # ART's own loss (with its own reduction) on each draw, summed over the draws of this call.
-                loss = sum(self._loss(out[s], yt) for s in range(copies))
-                (g,) = torch.autograd.grad(loss, xr)
-                grad += g.view(copies, *xt.shape).sum(0)
+            (grad,) = chunked_sum(step, batch=batch, samples=samples, max_batch=self._eot.max_batch)
         return self._like(grad / samples, x)
 
     def compute_loss(self, x: Array, y: Array, reduction: str = "none", **kwargs: Any) -> Array:
@@ -169,16 +192,19 @@ class EoTClassifier(PyTorchClassifier):
         self._model.eval()  # as ART's compute_loss: batch-norm statistics must be neither used nor updated
         xt = self._inputs(x)
         yt = self._labels(y, xt.shape[0])
-        losses = torch.zeros(xt.shape[0], dtype=xt.dtype, device=xt.device)
+        batch = xt.shape[0]
+
+        def step(chunk: Chunk) -> tuple[torch.Tensor]:
+            out = self._eot.model(chunk.replicate(xt))
+            return (chunk.fold(self._loss(out, chunk.replicate(yt))),)
+
+        losses = torch.zeros(0, dtype=xt.dtype, device=xt.device)
         previous = self._loss.reduction
         self._loss.reduction = "none"
         try:
             with torch.no_grad():
-                for rows, calls in plan(xt.shape[0], self._eot.samples, self._eot.max_batch):
-                    for copies in calls:
-                        out = self._eot.model(replicate(xt[rows], copies))
-                        per_row = self._loss(out, replicate(yt[rows], copies))
-                        losses[rows] += per_row.view(copies, rows.stop - rows.start).sum(0)
+                if batch > 0:  # nothing to draw otherwise: no model call
+                    (losses,) = chunked_sum(step, batch=batch, samples=self._eot.samples, max_batch=self._eot.max_batch)
         finally:
             self._loss.reduction = previous
         losses = losses / self._eot.samples

@@ -13,7 +13,8 @@ Two estimators, named so every result can say which it used (see DESIGN.md, "EoT
 Both replicate the batch ``samples`` times along the batch dimension and run the model on the
 replicated batch, so a model that draws independent randomness per row (DESIGN.md contract 2) gives
 ``samples`` independent draws per input in one vectorized call. Calls are chunked so no model call
-sees more than ``max_batch`` rows; the Python loop runs over chunks, never over samples one by one.
+sees more than ``max_batch`` rows; the Python loop runs over chunks, never over samples one by one
+(:func:`stochdef.adapters.chunking.chunked_sum`, the one such loop of the package).
 """
 
 from __future__ import annotations
@@ -37,41 +38,14 @@ from stochdef.defenses.validation import (
     check_shape,
 )
 
+from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum
+
 Reduce = Literal["logits", "probs"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossName = Literal["ce", "margin"]
 
-DEFAULT_MAX_BATCH = 8192
 REDUCES: tuple[str, ...] = ("logits", "probs")
 LOSSES: tuple[str, ...] = ("ce", "margin")
-
-
-def replicate(x: torch.Tensor, copies: int) -> torch.Tensor:
-    """Stack ``copies`` copies of the batch ``x`` sample-major: row ``s * len(x) + i`` is ``x[i]``."""
-    return x.repeat(copies, *([1] * (x.dim() - 1)))
-
-
-def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int]]]:
-    """Split ``samples`` draws of a ``batch`` into model calls of at most ``max_batch`` rows.
-
-    Returns, per slice of rows, the number of draws (copies of those rows) in each call.
-
-    >>> plan(3, 5, 6)
-    [(slice(0, 3, None), [2, 2, 1])]
-    >>> plan(5, 2, 3)
-    [(slice(0, 3, None), [1, 1]), (slice(3, 5, None), [1, 1])]
-    >>> plan(0, 4, 8)  # an empty batch needs no call
-    []
-    """
-    width = min(batch, max_batch)
-    out: list[tuple[slice, list[int]]] = []
-    if batch == 0:
-        return out
-    for start in range(0, batch, width):
-        rows = slice(start, min(start + width, batch))
-        per_call = max(1, max_batch // (rows.stop - rows.start))
-        out.append((rows, [min(per_call, samples - done) for done in range(0, samples, per_call)]))
-    return out
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -212,20 +186,11 @@ def _accumulate(
     combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """Run the model on replicated chunks; ``reduce_draws`` folds a ``(copies, rows, ...)`` output."""
-    if x.shape[0] == 0:  # an empty batch: one call gives the output's shape, dtype and device
-        out = model(x)
-        return reduce_draws(out.reshape(1, *out.shape))
-    parts: list[torch.Tensor] = []
-    for rows, calls in plan(x.shape[0], samples, max_batch):
-        width = rows.stop - rows.start
-        acc: torch.Tensor | None = None
-        for copies in calls:
-            out = model(replicate(x[rows], copies))
-            part = reduce_draws(out.reshape(copies, width, *out.shape[1:]))
-            acc = part if acc is None else combine(acc, part)
-        assert acc is not None
-        parts.append(acc)
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def step(chunk: Chunk) -> tuple[torch.Tensor]:
+        return (reduce_draws(chunk.draws(model(chunk.replicate(x)))),)
+
+    return chunked_sum(step, batch=x.shape[0], samples=samples, max_batch=max_batch, combine=combine)[0]
 
 
 def eot_value_and_grad(
@@ -253,24 +218,25 @@ def eot_value_and_grad(
     loss_fn = resolve_loss(loss)
     # A named loss indexes the logits with y: check the labels against the number of classes once it is known.
     labels_checked = not (validate and isinstance(loss, str))
-    grad = torch.zeros_like(x)
-    value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if x.shape[0] == 0:  # nothing to draw: no model call
+        return torch.zeros(0, dtype=x.dtype, device=x.device), torch.zeros_like(x)
+
+    def step(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal labels_checked
+        xr = chunk.replicate(x.detach()).requires_grad_(True)
+        logits = model(xr)
+        if not labels_checked:
+            check_labels(y, batch=x.shape[0], num_classes=logits.shape[-1])
+            labels_checked = True
+        losses = loss_fn(logits, chunk.replicate(y))
+        rows = chunk.copies * chunk.width
+        if losses.shape != (rows,):
+            raise ValueError(f"loss must return one value per example, shape ({rows},), got {tuple(losses.shape)}")
+        (g,) = torch.autograd.grad(losses.sum(), xr)
+        return chunk.fold(g), chunk.fold(losses.detach())
+
     with torch.enable_grad():
-        for rows, copies in ((r, c) for r, calls in plan(x.shape[0], samples, max_batch) for c in calls):
-            width = rows.stop - rows.start
-            xr = replicate(x[rows].detach(), copies).requires_grad_(True)
-            logits = model(xr)
-            if not labels_checked:
-                check_labels(y, batch=x.shape[0], num_classes=logits.shape[-1])
-                labels_checked = True
-            losses = loss_fn(logits, replicate(y[rows], copies))
-            if losses.shape != (copies * width,):
-                raise ValueError(
-                    f"loss must return one value per example, shape ({copies * width},), got {tuple(losses.shape)}"
-                )
-            (g,) = torch.autograd.grad(losses.sum(), xr)
-            grad[rows] += g.view(copies, width, *x.shape[1:]).sum(0)
-            value[rows] += losses.detach().view(copies, width).sum(0)
+        grad, value = chunked_sum(step, batch=x.shape[0], samples=samples, max_batch=max_batch)
     return value / samples, grad / samples
 
 

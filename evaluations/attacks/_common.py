@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH, plan, replicate
+from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
 from stochdef.defenses.validation import (
     Bounds,
     check_bounds,
@@ -79,23 +79,15 @@ def evaluate(
 
     With ``samples=1`` the logits are ``model(x)`` bit for bit.
     """
-    parts_logits, parts_loss = [], []
+
+    def step(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(chunk.replicate(x))
+        loss = F.cross_entropy(out, chunk.replicate(y), reduction="none")
+        return chunk.fold(out), chunk.fold(loss)
+
     with torch.no_grad():
-        for rows, calls in plan(x.shape[0], samples, max_batch):
-            width = rows.stop - rows.start
-            acc_logits: torch.Tensor | None = None
-            acc_loss: torch.Tensor | None = None
-            for copies in calls:
-                out = model(replicate(x[rows], copies))
-                loss = F.cross_entropy(out, replicate(y[rows], copies), reduction="none")
-                s_logits = out.view(copies, width, -1).sum(0)
-                s_loss = loss.view(copies, width).sum(0)
-                acc_logits = s_logits if acc_logits is None else acc_logits + s_logits
-                acc_loss = s_loss if acc_loss is None else acc_loss + s_loss
-            assert acc_logits is not None and acc_loss is not None
-            parts_logits.append(acc_logits)
-            parts_loss.append(acc_loss)
-    return torch.cat(parts_logits) / samples, torch.cat(parts_loss) / samples
+        logits, loss = chunked_sum(step, batch=x.shape[0], samples=samples, max_batch=max_batch)
+    return logits / samples, loss / samples
 
 
 def succeeded(logits: torch.Tensor, y: torch.Tensor, *, targeted: bool) -> torch.Tensor:

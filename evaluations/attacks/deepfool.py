@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH, plan, replicate
+from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
 
 from ._common import AttackResult, Bounds, check_choice, check_int, check_range, evaluate, prepare, succeeded
 
@@ -51,25 +51,27 @@ def linearize(
     one backward pass per candidate column (the loop runs over classes, never over examples).
     """
     batch, columns = classes.shape
-    logits = torch.zeros(batch, 0, dtype=x.dtype, device=x.device)
-    diffs = torch.zeros(batch, columns, dtype=x.dtype, device=x.device)
-    grads = torch.zeros(batch, columns, *x.shape[1:], dtype=x.dtype, device=x.device)
+    if batch == 0:  # nothing to draw: no model call
+        return (
+            torch.zeros(0, 0, dtype=x.dtype, device=x.device),
+            torch.zeros(0, columns, dtype=x.dtype, device=x.device),
+            torch.zeros(0, columns, *x.shape[1:], dtype=x.dtype, device=x.device),
+        )
+
+    def step(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xr = chunk.replicate(x.detach()).requires_grad_(True)
+        out = model(xr)
+        reference = out.gather(1, chunk.replicate(y)[:, None]).squeeze(1)
+        diffs, grads = [], []
+        for j in range(columns):
+            diff = out.gather(1, chunk.replicate(classes[:, j])[:, None]).squeeze(1) - reference
+            (g,) = torch.autograd.grad(diff.sum(), xr, retain_graph=j < columns - 1)
+            grads.append(chunk.fold(g))
+            diffs.append(chunk.fold(diff.detach()))
+        return chunk.fold(out.detach()), torch.stack(diffs, dim=1), torch.stack(grads, dim=1)
+
     with torch.enable_grad():
-        for rows, calls in plan(batch, samples, max_batch):
-            width = rows.stop - rows.start
-            for copies in calls:
-                xr = replicate(x[rows].detach(), copies).requires_grad_(True)
-                out = model(xr)
-                if logits.shape[1] == 0:
-                    logits = torch.zeros(batch, out.shape[1], dtype=x.dtype, device=x.device)
-                logits[rows] += out.detach().view(copies, width, -1).sum(0)
-                reference = out.gather(1, replicate(y[rows], copies)[:, None]).squeeze(1)
-                for j in range(columns):
-                    other = out.gather(1, replicate(classes[rows, j], copies)[:, None]).squeeze(1)
-                    diff = other - reference
-                    (g,) = torch.autograd.grad(diff.sum(), xr, retain_graph=j < columns - 1)
-                    grads[rows, j] += g.view(copies, width, *x.shape[1:]).sum(0)
-                    diffs[rows, j] += diff.detach().view(copies, width).sum(0)
+        logits, diffs, grads = chunked_sum(step, batch=batch, samples=samples, max_batch=max_batch)
     return logits / samples, diffs / samples, grads / samples
 
 

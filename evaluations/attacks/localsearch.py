@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH
+from stochdef.adapters import DEFAULT_MAX_BATCH, expectation
 
 from ._common import AttackResult, Bounds, check_choice, check_int, check_range, prepare, succeeded
 
@@ -53,6 +53,11 @@ def cyclic(values: torch.Tensor, r: float, low: float = -0.5, high: float = 0.5)
     out = r * values
     out = torch.where(out < low, out + (high - low), out)
     return torch.where(out > high, out - (high - low), out)
+
+
+def _query(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """One query (one draw) per row of ``x``: ``model(x)`` itself, in calls of at most ``max_batch`` rows."""
+    return expectation(model, x, samples=1, max_batch=max_batch)
 
 
 def _probe_scores(
@@ -81,7 +86,9 @@ def _probe_scores(
         probes.scatter_(3, index, p * probes.gather(3, index).sign())
         keep = valid[rows]
         probes = probes[keep].view(-1, *image.shape[1:]) * span + centre
-        probs = F.softmax(model(probes), dim=1).gather(1, labels[rows, None].expand(n, width)[keep][:, None])
+        probs = F.softmax(_query(model, probes, max_batch), dim=1).gather(
+            1, labels[rows, None].expand(n, width)[keep][:, None]
+        )
         block = scores[rows]
         block[keep] = probs.squeeze(1)
         scores[rows] = block
@@ -140,7 +147,7 @@ def local_search(
     changed = torch.zeros(batch, 1, height, width, dtype=torch.bool, device=dev)  # untouched pixels stay x's
     queries = torch.ones(batch, dtype=torch.long, device=dev)
     with torch.no_grad():
-        done = succeeded(model(x), y, targeted=targeted)
+        done = succeeded(_query(model, x, max_batch), y, targeted=targeted)
         seeds = max(1, min(int(SEED_RATIO * pixels), MAX_SEEDS))
         order = torch.rand(batch, pixels, device=dev).argsort(dim=1)[:, :seeds]
         allowed = torch.zeros(batch, pixels, dtype=torch.bool, device=dev).scatter_(1, order, True)
@@ -171,7 +178,7 @@ def local_search(
             picked = torch.zeros(active.numel(), pixels, dtype=x.dtype, device=dev).scatter_(1, where, ok.to(x.dtype))
             changed[active] |= picked.view(-1, 1, height, width) > 0
             candidate = _unscale(image[active], x[active], changed[active], centre, span, (low, high))
-            done[active] = succeeded(model(candidate), y[active], targeted=targeted)
+            done[active] = succeeded(_query(model, candidate, max_batch), y[active], targeted=targeted)
             queries[active] += 1
             grown = F.max_pool2d(picked.view(-1, 1, height, width), 2 * d + 1, stride=1, padding=d)
             allowed[active] = grown.flatten(1) > 0

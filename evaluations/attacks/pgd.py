@@ -137,21 +137,23 @@ def pgd(
     norm = check_choice("norm", norm, NORMS)
     restarts = check_int("restarts", restarts, minimum=1)
     samples = check_int("samples", samples, minimum=1)
-    config = {
-        "eps": eps,
-        "step": step,
-        "steps": steps,
-        "norm": norm,
-        "random_start": random_start,
-        "bounds": bounds,
-        "samples": samples,
-        "targeted": targeted,
-        "max_batch": max_batch,
-        "callback": callback,
-    }
     best_x = best_success = best_score = None
     for _ in range(restarts):
-        x_adv = _run(model, x, y, **config)
+        x_adv = _run(
+            model,
+            x,
+            y,
+            eps=eps,
+            step=step,
+            steps=steps,
+            norm=norm,
+            random_start=random_start,
+            bounds=bounds,
+            samples=samples,
+            targeted=targeted,
+            max_batch=max_batch,
+            callback=callback,
+        )
         logits, loss = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
         success = succeeded(logits, y, targeted=targeted)
         score = -loss if targeted else loss  # higher = more adversarial
