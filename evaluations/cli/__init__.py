@@ -1,4 +1,10 @@
-"""The ``stochdef`` command line: one subcommand per job; each module adds its own arguments."""
+"""The ``stochdef`` command line: one subcommand per job; each module adds its own arguments.
+
+The top-level parser lists the subcommands from the static table below without importing their modules
+(which import torch and the attack libraries): ``stochdef --help`` and ``stochdef --version`` stay fast.
+Only the chosen subcommand's module is imported, to add its arguments and run it. The global options
+(``-v``, ``--version``) are accepted before and after the subcommand.
+"""
 
 from __future__ import annotations
 
@@ -21,22 +27,86 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
     ),
 }
+# Options that end the parse before any subcommand is read (the top-level parser answers them itself).
+_ANSWERED_AT_TOP = frozenset({"-h", "--help", "--version"})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stochdef", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+def version() -> str:
+    """The installed distribution's version (``unknown`` when stochdef runs from a checkout not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("stochdef")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``stochdef X.Y.Z`` and exit; the metadata is read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"stochdef {version()}")
+        parser.exit()
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every position accepts. After the subcommand their default is SUPPRESS, so that a
+    subcommand which was not given ``-v`` leaves the top-level value as it is instead of resetting it."""
+    group = parser.add_argument_group("global options") if not top else parser
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log debug messages",
+    )
+    group.add_argument("--version", action=_VersionAction)
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: the first word that is not an option (global options take no value);
+    None when there is none or the top level answers first (``--help``, ``--version``)."""
+    for arg in argv:
+        if arg in _ANSWERED_AT_TOP or arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` only (its module is imported); None imports none."""
+    parser = argparse.ArgumentParser(prog="stochdef", description=__doc__.split("\n", 1)[0])
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"stochdef.evaluations.cli.{module}").add_arguments(command)
-        command.set_defaults(_module=module)
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser.set_defaults(_module=module)
+        if name == command:
+            importlib.import_module(f"stochdef.evaluations.cli.{module}").add_arguments(subparser)
+            _add_global_options(subparser, top=False)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line, importing only the module of the subcommand it names."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return build_parser(command_of(argv)).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stochdef`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from .. import bench
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import torch
+
+    from .. import bench
+
     parser.add_argument(
         "targets",
         nargs="+",
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import bench
+
     if args.repeat is not None and args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     for name in args.targets:

@@ -6,14 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from .. import crosscheck
-from ..crosscheck.models import MODELS
-from ..crosscheck.report import format_table
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import torch
+
+    from ..crosscheck.models import MODELS
+
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--quick", action="store_true", help="the CI-sized run (digits only, fewer examples)")
     parser.add_argument("--seed", type=int, default=0)
@@ -22,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import crosscheck
+    from ..crosscheck.report import format_table
+
     if not args.verbose:  # per-epoch training lines would drown the table
         logging.getLogger("stochdef.defenses.training").setLevel(logging.WARNING)
     report = crosscheck.run(device=args.device, quick=args.quick, seed=args.seed, names=args.models, progress=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from .. import reproduce
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import torch
+
+    from .. import reproduce
+
     parser.add_argument(
         "targets",
         nargs="+",
@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import reproduce
+
     for target in args.targets:
         result = reproduce.run(target, quick=args.quick, device=args.device, seed=args.seed, out=args.out / target)
         print(result.text())

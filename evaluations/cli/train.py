@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stochdef.defenses import zoo
-from stochdef.defenses.data import DATASETS
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from stochdef.defenses.data import DATASETS
+
     parser.add_argument("names", nargs="*", metavar="NAME", help="defenses to train (default: list them)")
     parser.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     parser.add_argument("--seed", type=int, default=0)
@@ -19,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from stochdef.defenses import zoo
+
     if not args.names:
         for name, spec in zoo.registry().items():
             print(f"{name:<22} {spec.family:<10} {spec.description}")

@@ -1,13 +1,19 @@
-"""The ``stochdef`` command line: bad input gets a clear message and exit status 2, never a traceback."""
+"""The ``stochdef`` command line: bad input gets a clear message and exit status 2, never a traceback; the top
+level (--help, --version) imports no subcommand; global options go before or after the subcommand."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from stochdef.defenses import data as datasets
 from stochdef.evaluations import cli
+
+HEAVY = ("torch", "foolbox", "art", "torchattacks")
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -74,3 +80,72 @@ def test_pseudogradient_suffix_needs_an_mwd_network(capsys: pytest.CaptureFixtur
     code, err = _run(capsys, "evaluate", "--out", str(tmp_path), "--defense", "relu-256[psd]")
     assert code == 2
     assert "[psd]" in err and "mwd-256[psd]" in err
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"stochdef {importlib.metadata.version('stochdef')}\n"
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert set(cli.COMMANDS) == {"evaluate", "reproduce", "demo", "train", "bench", "crosscheck"}
+    for name in cli.COMMANDS:
+        assert f"    {name} " in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "verbose"),
+    [
+        (["train"], "train", False),
+        (["-v", "train"], "train", True),
+        (["train", "-v"], "train", True),
+        (["train", "--verbose", "mlp"], "train", True),
+        (["evaluate", "--n", "10", "-v"], "evaluate", True),
+        (["-v", "evaluate", "--n", "10"], "evaluate", True),
+    ],
+)
+def test_global_options_are_accepted_before_and_after_the_subcommand(
+    argv: list[str], command: str, verbose: bool
+) -> None:
+    args = cli.parse_args(argv)  # what main parses, without running the job
+    assert args.command == command
+    assert args.verbose is verbose
+
+
+def test_version_is_accepted_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args(["train", "--version"])
+    assert capsys.readouterr().out.startswith("stochdef ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["--help"], "crosscheck"),
+        (["--version"], "stochdef "),
+        (["--help", "evaluate"], "reproduce"),
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+    ],
+)
+def test_the_top_level_imports_no_attack_library(argv: list[str], expected: str) -> None:
+    """The top-level parser lists the subcommands from a static table: none of their modules is imported."""
+    code = (
+        "import sys\n"
+        "from stochdef.evaluations import cli\n"
+        "cli.build_parser()\n"
+        "try:\n"
+        f"    cli.main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+    assert expected in done.stdout + done.stderr
