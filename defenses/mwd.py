@@ -16,7 +16,7 @@ with whichever gradient was set, through the unchanged adapters:
 
 Parameters stay in their bounds (``u`` in ``u_bounds``, default [0.01, 3]; ``w`` in the input range,
 default [0, 1]) when :func:`parameter_clamp` runs after every optimizer step (``fit(after_step=...)``).
-Trainers and the zoo entries for MWD nets and their ReLU / sigmoid baselines are in :mod:`.mwd_zoo`.
+Trainers and the zoo entries for MWD nets and their ReLU / sigmoid baselines are in :mod:`stochdef.defenses.zoo.mwd`.
 """
 
 from __future__ import annotations

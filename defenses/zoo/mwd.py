@@ -19,28 +19,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
-from .data import Dataset
-from .models import mlp
-from .mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
-from .training import History, fit
-from .zoo import Spec, TrainSettings
+from ..data import Dataset
+from ..models import mlp
+from ..mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
+from ..training import History, fit
+from .spec import Spec, Trainer, TrainSettings, flat
+
+__all__ = ["EPOCHS", "LEARNING_RATES", "SPECS", "sigmoid_mlp", "train_mwd_family"]
 
 PAPER = "Agrawal, de Alfaro & Helmbold 2019 (MWD networks)"
 EPOCHS = {"mwd": 30, "relu": 30, "sigmoid": 100}
 LEARNING_RATES = {"mwd": 5.0, "relu": 1.0, "sigmoid": 5.0}
 QUICK_EPOCHS, QUICK_TRAIN = 2, 1000
 BATCH_SIZE = 100
-
-
-def _flat(shape: tuple[int, ...]) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
 
 
 def sigmoid_mlp(sizes: tuple[int, ...]) -> nn.Sequential:
@@ -81,7 +74,7 @@ def train_mwd_family(
         )
 
 
-def _trainer(kind: str) -> Callable[[nn.Module, Dataset, TrainSettings], History]:
+def _trainer(kind: str) -> Trainer:
     return lambda model, data, s: train_mwd_family(kind, model, data, s)
 
 
@@ -93,7 +86,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER,
             description=f"MWD net {width}-{width}-{width}-10, layers U, U^NEG, U, U^NEG, pseudogradient-trained",
-            build=lambda shape, k: mwd_net((_flat(shape), *hidden, k)),
+            build=lambda shape, k: mwd_net((flat(shape), *hidden, k)),
             train=_trainer("mwd"),
         ),
         Spec(
@@ -101,7 +94,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER + ", ReLU baseline",
             description=f"ReLU MLP {width}-{width}-{width}-10, softmax + cross-entropy, AdaDelta",
-            build=lambda shape, k: mlp((_flat(shape), *hidden, k)),
+            build=lambda shape, k: mlp((flat(shape), *hidden, k)),
             train=_trainer("relu"),
         ),
         Spec(
@@ -109,7 +102,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER + ", sigmoid baseline",
             description=f"sigmoid MLP {width}-{width}-{width}-10 with sigmoid outputs, square error, AdaDelta",
-            build=lambda shape, k: sigmoid_mlp((_flat(shape), *hidden, k)),
+            build=lambda shape, k: sigmoid_mlp((flat(shape), *hidden, k)),
             train=_trainer("sigmoid"),
         ),
     ]
