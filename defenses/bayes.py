@@ -55,6 +55,7 @@ __all__ = [
     "BayesLinear",
     "BayesModule",
     "bayes_loss",
+    "bayes_modules",
     "gaussian_kl",
     "kl",
     "mean_weights",

@@ -27,6 +27,8 @@ from torch import nn
 from .functional import gaussian_conv2d, standard_normal
 from .validation import check_range
 
+__all__ = ["BayesBatchNorm2d", "BayesConv2d", "BayesLinear", "BayesModule", "gaussian_kl"]
+
 
 def gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor, *, prior_std: float) -> torch.Tensor:
     """Elementwise ``KL(N(mean, exp(log_std)^2) || N(0, prior_std^2))``, Adv-BNN eq. 6.

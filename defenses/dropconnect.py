@@ -36,6 +36,8 @@ from .functional import per_example_linear
 from .models import mlp
 from .validation import check_int, check_range
 
+__all__ = ["DropConnectLinear", "dropconnect_linear", "dropconnect_mask", "dropconnect_mlp", "set_stochastic"]
+
 
 def check_p(p: float) -> float:
     """``p`` as a float if it is a drop probability in ``[0, 1)``, else ``ValueError`` naming ``p``."""

@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["gaussian_conv2d", "gaussian_linear", "per_example_conv2d", "per_example_linear"]
+
+
 _TINY_VARIANCE = 1e-24  # keeps sqrt differentiable where every weight std is exactly 0
 
 

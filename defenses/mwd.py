@@ -32,6 +32,20 @@ from torch import nn
 from .mwd_functional import mwd_unit
 from .validation import check_choice, check_int, check_interval, check_range
 
+__all__ = [
+    "MWDLayer",
+    "clamp_parameters",
+    "gradient_mode",
+    "gradient_of",
+    "mwd_layers",
+    "mwd_net",
+    "parameter_clamp",
+    "set_gradient",
+    "square_error",
+    "square_error_loss",
+]
+
+
 Unit = Literal["and", "nand", "mixed"]
 UNITS: tuple[str, ...] = ("and", "nand", "mixed")
 GradientMode = Literal["true", "pseudo"]

@@ -26,6 +26,9 @@ from collections.abc import Iterator
 import torch
 from torch.autograd.function import Function, FunctionCtx
 
+__all__ = ["mwd_interval", "mwd_unit"]
+
+
 MAX_CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32 per (batch x units x inputs) block
 
 

@@ -28,6 +28,9 @@ from torch import nn
 
 from .validation import check_choice, check_range
 
+__all__ = ["NoiseInjection", "inject_noise", "noise_layers", "sample_noise"]
+
+
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "laplace", "uniform", "exponential")
 
 

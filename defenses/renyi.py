@@ -27,6 +27,20 @@ from .noise import DISTRIBUTIONS
 from .sensitivity import norm_ratio
 from .validation import check_choice, check_range
 
+__all__ = [
+    "certified_epsilon",
+    "certify",
+    "entropy",
+    "gaussian_epsilon",
+    "guaranteed_accuracy_bound",
+    "input_epsilon",
+    "input_radius",
+    "laplace_epsilon",
+    "renyi_epsilon",
+    "risk_gap_bound",
+]
+
+
 # The norm on the noisy layer's output in which Theorem 1 needs the sensitivity, per distribution.
 SENSITIVITY_NORM: dict[str, str] = {"gaussian": "l2", "laplace": "l1", "uniform": "l1", "exponential": "l1"}
 

@@ -38,6 +38,25 @@ from .noise import NoiseInjection
 from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
 from .validation import check_choice, check_range
 
+__all__ = [
+    "InferenceDropout",
+    "RandomNoisyWeights",
+    "RandomlyScaledActivations",
+    "RandomlyScaledWeights",
+    "StochasticWeightPruning",
+    "apply_dropout",
+    "apply_dwp",
+    "apply_rna",
+    "apply_rnw",
+    "apply_rsa",
+    "apply_rsw",
+    "apply_swp",
+    "random_scale",
+    "top_magnitude_mask",
+    "wrap_layers",
+]
+
+
 WeightLayer = nn.Linear | nn.Conv2d
 
 # ---- activation baselines ------------------------------------------------------------------------

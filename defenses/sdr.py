@@ -46,6 +46,19 @@ from .functional import gaussian_linear
 from .models import mlp
 from .validation import check_choice, check_int, check_range
 
+__all__ = [
+    "SDRDecay",
+    "SDRLinear",
+    "ThresholdSchedule",
+    "VarianceThresholds",
+    "clamp_std",
+    "sdr_decay_update",
+    "sdr_layers",
+    "sdr_mlp",
+    "std_range",
+]
+
+
 Mode = Literal["decay", "learnable"]
 MODES: tuple[str, ...] = ("decay", "learnable")
 
