@@ -78,7 +78,8 @@ def gaussian_epsilon(
         if not sigma_min > 0:
             raise ValueError(f"covariance must be positive definite (non-degenerate), smallest eigenvalue {sigma_min}")
     else:
-        sigma_min = check_range("std", std, low=0.0) ** 2  # type: ignore[arg-type]
+        assert std is not None  # exactly one of std and covariance, checked above
+        sigma_min = check_range("std", std, low=0.0) ** 2
     if delta == 0.0:
         return 0.0
     return math.inf if sigma_min == 0.0 else lam * delta**2 / (2.0 * sigma_min)

@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from ..data import Dataset
 from ..models import mlp
 from ..mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
-from ..training import History, fit
+from ..training import History, LossFn, cross_entropy_loss, fit
 from .spec import Spec, Trainer, TrainSettings, flat
 
 __all__ = ["EPOCHS", "LEARNING_RATES", "SPECS", "sigmoid_mlp", "train_mwd_family"]
@@ -47,31 +49,32 @@ def train_mwd_family(
     """Train a ``kind`` in {"mwd", "relu", "sigmoid"} net as the paper did (MWD: with ``gradient``)."""
     if s.quick:
         data = data.subset(train=QUICK_TRAIN)
-    common = {
-        "epochs": QUICK_EPOCHS if s.quick else EPOCHS[kind],
-        "batch_size": BATCH_SIZE,
-        "lr": LEARNING_RATES[kind],
-        "optimizer": "adadelta",
-        "x_val": data.x_test,
-        "y_val": data.y_test,
-        "seed": s.seed,
-        "device": s.device,
-        "progress": s.progress,
-        "desc": kind,
-    }
-    if kind == "relu":
-        return fit(model, data.x_train, data.y_train, **common)  # type: ignore[arg-type]
-    if kind == "sigmoid":
-        return fit(model, data.x_train, data.y_train, loss=square_error_loss, **common)  # type: ignore[arg-type]
-    with gradient_mode(model, gradient):
+
+    def run(loss: LossFn, after_step: Callable[[int], None] | None = None) -> History:
         return fit(
             model,
             data.x_train,
             data.y_train,
-            loss=square_error_loss,
-            after_step=parameter_clamp(model),
-            **common,  # type: ignore[arg-type]
+            epochs=QUICK_EPOCHS if s.quick else EPOCHS[kind],
+            batch_size=BATCH_SIZE,
+            lr=LEARNING_RATES[kind],
+            optimizer="adadelta",
+            loss=loss,
+            after_step=after_step,
+            x_val=data.x_test,
+            y_val=data.y_test,
+            seed=s.seed,
+            device=s.device,
+            progress=s.progress,
+            desc=kind,
         )
+
+    if kind == "relu":
+        return run(cross_entropy_loss)
+    if kind == "sigmoid":
+        return run(square_error_loss)
+    with gradient_mode(model, gradient):
+        return run(square_error_loss, after_step=parameter_clamp(model))
 
 
 def _trainer(kind: str) -> Trainer:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -42,8 +43,18 @@ SAP_FRACTION = 1.0  # SAP-100, the paper's choice (Section 4.1.1)
 RESNET_UNITS, RESNET_WIDTH = 1, 8
 RESNET_TRAIN_SUBSET = 12_000
 # Adversarial training (the paper: 20% FGSM examples at lambda = 2/255 on CIFAR-10; here Madry PGD).
-MLP_PGD = {"eps": 0.1, "step": 0.025, "steps": 10}
-RESNET_PGD = {"eps": 0.1, "step": 0.04, "steps": 3}
+
+
+class PGDSettings(TypedDict):
+    """The keyword arguments of :func:`~stochdef.defenses.training.pgd_adversary` for adversarial training."""
+
+    eps: float
+    step: float
+    steps: int
+
+
+MLP_PGD: PGDSettings = {"eps": 0.1, "step": 0.025, "steps": 10}
+RESNET_PGD: PGDSettings = {"eps": 0.1, "step": 0.04, "steps": 3}
 
 
 def _mlp(shape: tuple[int, ...], k: int) -> nn.Module:
@@ -62,7 +73,7 @@ def _train_mlp(*, adversarial: bool) -> Trainer:
             data.y_train,
             epochs=2 if s.quick else 20,
             lr=1e-3,
-            adversary=pgd_adversary(**MLP_PGD) if adversarial else None,  # type: ignore[arg-type]
+            adversary=pgd_adversary(**MLP_PGD) if adversarial else None,
             x_val=data.x_test,
             y_val=data.y_test,
             seed=s.seed,
@@ -93,7 +104,7 @@ def _train_resnet(*, adversarial: bool) -> Trainer:
             data.y_train[:n],
             epochs=epochs,
             optimizer=opt,
-            adversary=pgd_adversary(**RESNET_PGD) if adversarial else None,  # type: ignore[arg-type]
+            adversary=pgd_adversary(**RESNET_PGD) if adversarial else None,
             after_epoch=decay,
             seed=s.seed,
             device=s.device,
