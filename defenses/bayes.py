@@ -11,8 +11,9 @@ Training minimizes eq. 10, ``CE + alpha / N * KL(q || p)`` (:func:`bayes_loss`),
 KL of eq. 6 (:func:`gaussian_kl`, summed over a model by :func:`kl`). Adv-BNN adds their Algorithm 1:
 each batch is replaced by a PGD attack that draws new weights at every step, then one update; that is
 ``training.fit(..., loss=bayes_loss(...), adversary=training.pgd_adversary(...))`` (the zoo's
-``adv-bnn``). :func:`to_bayesian` converts any model's ``Linear``/``Conv2d``/``BatchNorm2d`` layers, the
-original weights becoming the posterior means; :func:`mean_weights` runs a model with its mean weights.
+``adv-bnn``, in :mod:`stochdef.defenses.zoo.bayes`). :func:`to_bayesian` converts any model's
+``Linear``/``Conv2d``/``BatchNorm2d`` layers, the original weights becoming the posterior means;
+:func:`mean_weights` runs a model with its mean weights.
 
 Ensemble inference (the paper averages the softmax of n = 10-20 draws) is, at evaluation time,
 ``stochdef.adapters.EoT(model, samples=n, reduce="probs")``; its ``softmax`` is the ensemble's
@@ -36,8 +37,7 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,19 +46,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bayes_layers import BayesBatchNorm2d, BayesConv2d, BayesLinear, BayesModule, gaussian_kl
-from .data import Dataset
-from .models import small_cnn
-from .training import History, LossFn, cross_entropy_loss, fit, pgd_adversary
+from .training import LossFn
 from .validation import check_int, check_range
-from .zoo import Spec, TrainSettings
 
 __all__ = [
-    "SPECS",
     "BayesBatchNorm2d",
     "BayesConv2d",
     "BayesLinear",
     "BayesModule",
     "bayes_loss",
+    "bayes_modules",
     "gaussian_kl",
     "kl",
     "mean_weights",
@@ -173,77 +170,3 @@ def bayes_loss(*, alpha: float = 1.0, train_size: int) -> LossFn:
         return F.cross_entropy(model(x), y) + scale * kl(model)
 
     return loss
-
-
-# ---- the zoo: BNN, Adv-BNN and Madry adversarial training on the small CNN --------------------------------
-
-PRIOR_STD = 0.05  # s0: the paper's CIFAR-10 value
-INIT_STD = (
-    0.01  # initial posterior std; the authors' code starts at s0, too noisy for this small CNN's 1568-input layer
-)
-ALPHA = 1.0 / 50  # the paper's alpha for its smaller data sets (STL-10, ImageNet-143); MNIST-5k has only 4,000 examples
-EPS, STEPS = 0.2, 10  # L-inf radius and PGD steps of adversarial training (paper: 8/255 on CIFAR-10, 10 steps)
-ADV_EPOCHS = 8
-
-
-def _cnn(shape: tuple[int, ...], k: int) -> nn.Module:
-    return small_cnn(in_channels=shape[0], image_size=shape[-1], num_classes=k)
-
-
-def _bnn(shape: tuple[int, ...], k: int) -> nn.Module:
-    return to_bayesian(_cnn(shape, k), prior_std=PRIOR_STD, init_log_std=math.log(INIT_STD))
-
-
-def _trainer(*, bayes: bool, adversarial: bool, desc: str) -> Callable[[nn.Module, Dataset, TrainSettings], History]:
-    def train(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
-        x, y = data.x_train, data.y_train
-        epochs = ADV_EPOCHS if adversarial else 20
-        steps = STEPS
-        if s.quick:  # seconds: a slice of the data, one or two epochs, short attacks
-            x, y, epochs, steps = (x[:512], y[:512], 1, 2) if adversarial else (x, y, 2, steps)
-        return fit(
-            model,
-            x,
-            y,
-            epochs=epochs,
-            lr=1e-3,
-            loss=bayes_loss(alpha=ALPHA, train_size=len(data.x_train)) if bayes else cross_entropy_loss,
-            adversary=pgd_adversary(eps=EPS, step=2.5 * EPS / steps, steps=steps) if adversarial else None,
-            x_val=data.x_test,
-            y_val=data.y_test,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc=desc,
-        )
-
-    return train
-
-
-_PAPER = "Liu et al. (Adv-BNN), ICLR 2019"
-SPECS: list[Spec] = [
-    Spec(
-        name="bnn",
-        family="bayes",
-        paper=f"{_PAPER}, baseline 'BNN'",
-        description=f"Bayesian small CNN, ELBO (s0 {PRIOR_STD}, alpha {ALPHA}), no adversarial training",
-        build=_bnn,
-        train=_trainer(bayes=True, adversarial=False, desc="bnn"),
-    ),
-    Spec(
-        name="adv-bnn",
-        family="bayes",
-        paper=f"{_PAPER}, Algorithm 1",
-        description=f"Bayesian small CNN, ELBO on PGD-{STEPS} examples (eps {EPS}), a fresh draw per PGD step",
-        build=_bnn,
-        train=_trainer(bayes=True, adversarial=True, desc="adv-bnn"),
-    ),
-    Spec(
-        name="madry",
-        family="adv-training",
-        paper=f"Madry et al. 2018; baseline 'Adv. Training' of {_PAPER}",
-        description=f"deterministic small CNN, PGD-{STEPS} adversarial training (eps {EPS})",
-        build=_cnn,
-        train=_trainer(bayes=False, adversarial=True, desc="madry"),
-    ),
-]

@@ -17,7 +17,9 @@ The prior is ``N(0, prior_std^2)``; :func:`gaussian_kl` is the closed-form KL of
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, Literal
 
 import torch
@@ -26,6 +28,8 @@ from torch import nn
 
 from .functional import gaussian_conv2d, standard_normal
 from .validation import check_range
+
+__all__ = ["BayesBatchNorm2d", "BayesConv2d", "BayesLinear", "BayesModule", "gaussian_kl"]
 
 
 def gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor, *, prior_std: float) -> torch.Tensor:
@@ -112,7 +116,8 @@ class BayesModule(nn.Module):
 
     def kl(self) -> torch.Tensor:
         """``KL(q || p)`` of all this layer's weights (eq. 6, summed)."""
-        return sum(gaussian_kl(m, s, prior_std=self.prior_std).sum() for m, s in self.pairs())  # type: ignore[return-value]
+        terms = [gaussian_kl(m, s, prior_std=self.prior_std).sum() for m, s in self.pairs()]
+        return functools.reduce(operator.add, terms)  # terms[0] + terms[1] + ...: one or two KL sums
 
     def extra_repr(self) -> str:
         return f"prior_std={self.prior_std}, stochastic={self.stochastic}"
@@ -199,6 +204,8 @@ class BayesConv2d(BayesModule):
     ) -> None:
         super().__init__()
         init = self._setup(prior_std, init_log_std, generator)
+        # torch types Conv2d's kernel_size/stride/... attributes as tuple[int, ...] (what to_bayesian passes on)
+        # but its __init__ as int | tuple[int, int]: the stubs disagree with themselves.
         ref = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,  # type: ignore[arg-type]
             device=device, dtype=dtype,

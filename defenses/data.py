@@ -22,6 +22,9 @@ import torch
 
 from .validation import check_choice
 
+__all__ = ["DATASETS", "Dataset", "is_available", "load"]
+
+
 DATASETS: tuple[str, ...] = ("mnist5k", "digits", "fashion-mnist")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 20190101  # fixes the held-out split once and for all; independent of any run's --seed

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -33,12 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset
 from .functional import per_example_linear
 from .models import mlp
-from .training import History, fit
 from .validation import check_int, check_range
-from .zoo import Spec, TrainSettings
+
+__all__ = ["DropConnectLinear", "dropconnect_linear", "dropconnect_mask", "dropconnect_mlp", "set_stochastic"]
 
 
 def check_p(p: float) -> float:
@@ -140,39 +138,3 @@ def dropconnect_mlp(sizes: Sequence[int] = (784, 100, 100, 100, 10), *, p: float
         torch.Size([5, 10])
     """
     return mlp(sizes, layer=partial(DropConnectLinear, p=check_p(p)))
-
-
-# ---- zoo ----------------------------------------------------------------------------------------------
-
-EPOCHS, LR, BATCH = 20, 1e-3, 128
-QUICK_EPOCHS, QUICK_TRAIN = 2, 1000  # --quick: 2 epochs on the first 1,000 training images (seconds)
-
-
-def _train(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
-    train = QUICK_TRAIN if s.quick else None
-    return fit(
-        model,
-        data.x_train[:train],
-        data.y_train[:train],
-        epochs=QUICK_EPOCHS if s.quick else EPOCHS,
-        batch_size=BATCH,
-        lr=LR,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="dropconnect",
-    )
-
-
-SPECS: list[Spec] = [
-    Spec(
-        name="dropconnect",
-        family="dropconnect",
-        paper="Khan et al. (SDR), Table 1 baseline; Wan et al. 2013",
-        description="ReLU MLP 784-100-100-100-10, DropConnect p=0.2 on every layer, random at inference",
-        build=lambda shape, k: dropconnect_mlp((math.prod(shape), 100, 100, 100, k)),
-        train=_train,
-    ),
-]

@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["gaussian_conv2d", "gaussian_linear", "per_example_conv2d", "per_example_linear"]
+
+
 _TINY_VARIANCE = 1e-24  # keeps sqrt differentiable where every weight std is exactly 0
 
 
@@ -68,9 +71,9 @@ def per_example_conv2d(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     *,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] | str = 0,
-    dilation: int | tuple[int, int] = 1,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] | str = 0,
+    dilation: int | tuple[int, ...] = 1,
     groups: int = 1,
 ) -> torch.Tensor:
     """Convolve each example with its own kernel: ``weight`` is ``(B, out, in/groups, kh, kw)``.
@@ -105,9 +108,9 @@ def gaussian_conv2d(
     bias_mean: torch.Tensor | None = None,
     bias_std: torch.Tensor | None = None,
     *,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] | str = 0,
-    dilation: int | tuple[int, int] = 1,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] | str = 0,
+    dilation: int | tuple[int, ...] = 1,
     groups: int = 1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

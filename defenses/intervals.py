@@ -40,6 +40,9 @@ from .mwd import MWDLayer, check_input_range
 from .mwd_functional import mwd_interval
 from .validation import check_int, check_range
 
+__all__ = ["certified", "certified_accuracy", "interval_bounds", "propagate", "register_rule"]
+
+
 Bounds = tuple[torch.Tensor, torch.Tensor]
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor], Bounds]
 

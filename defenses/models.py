@@ -18,6 +18,9 @@ from torch import nn
 
 from .validation import check_int
 
+__all__ = ["ResidualUnit", "SmallResNet", "mlp", "small_cnn"]
+
+
 LayerFactory = Callable[[int, int], nn.Module]
 ActivationFactory = Callable[[], nn.Module]
 

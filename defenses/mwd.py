@@ -16,7 +16,7 @@ with whichever gradient was set, through the unchanged adapters:
 
 Parameters stay in their bounds (``u`` in ``u_bounds``, default [0.01, 3]; ``w`` in the input range,
 default [0, 1]) when :func:`parameter_clamp` runs after every optimizer step (``fit(after_step=...)``).
-Trainers and the zoo entries for MWD nets and their ReLU / sigmoid baselines are in :mod:`.mwd_zoo`.
+Trainers and the zoo entries for MWD nets and their ReLU / sigmoid baselines are in :mod:`stochdef.defenses.zoo.mwd`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,20 @@ from torch import nn
 
 from .mwd_functional import mwd_unit
 from .validation import check_choice, check_int, check_interval, check_range
+
+__all__ = [
+    "MWDLayer",
+    "clamp_parameters",
+    "gradient_mode",
+    "gradient_of",
+    "mwd_layers",
+    "mwd_net",
+    "parameter_clamp",
+    "set_gradient",
+    "square_error",
+    "square_error_loss",
+]
+
 
 Unit = Literal["and", "nand", "mixed"]
 UNITS: tuple[str, ...] = ("and", "nand", "mixed")

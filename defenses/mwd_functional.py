@@ -22,9 +22,13 @@ with exactly the backward of ``SharedFeedbackMax.apply((u * (x - w))**2, rho)``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
-from torch.autograd.function import Function, FunctionCtx
+from torch.autograd.function import Function
+
+__all__ = ["mwd_interval", "mwd_unit"]
+
 
 MAX_CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32 per (batch x units x inputs) block
 
@@ -40,16 +44,16 @@ class LargeAttractorExp(Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:
+    def forward(ctx: Any, z: torch.Tensor, rho: float) -> torch.Tensor:
         y = torch.exp(-z)
         ctx.save_for_backward(z, y)
-        ctx.rho = rho  # type: ignore[attr-defined]
+        ctx.rho = rho
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        z, y = ctx.saved_tensors  # type: ignore[attr-defined]
-        rho: float = ctx.rho  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, y = ctx.saved_tensors
+        rho: float = ctx.rho
         derivative = -rho * torch.rsqrt(1.0 + z) if rho > 0 else torch.zeros_like(z)
         if rho < 1:
             derivative = derivative - (1.0 - rho) * y
@@ -67,16 +71,16 @@ class SharedFeedbackMax(Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, z: torch.Tensor, rho: float) -> torch.Tensor:
+    def forward(ctx: Any, z: torch.Tensor, rho: float) -> torch.Tensor:
         y, index = z.max(dim=-1)
         ctx.save_for_backward(z, y, index)
-        ctx.rho = rho  # type: ignore[attr-defined]
+        ctx.rho = rho
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        z, y, index = ctx.saved_tensors  # type: ignore[attr-defined]
-        rho: float = ctx.rho  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, y, index = ctx.saved_tensors
+        rho: float = ctx.rho
         weight = rho * torch.exp(z - y.unsqueeze(-1)) if rho > 0 else torch.zeros_like(z)
         if rho < 1:
             weight = weight.scatter_add(-1, index.unsqueeze(-1), torch.full_like(y, 1.0 - rho).unsqueeze(-1))
@@ -109,21 +113,21 @@ def _argmax_abs(a: torch.Tensor) -> torch.Tensor:
 
 class _MaxWeightedSqDistance(Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, u: torch.Tensor, w: torch.Tensor, rho: float) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, u: torch.Tensor, w: torch.Tensor, rho: float) -> torch.Tensor:
         z = x.new_empty(x.shape[0], u.shape[0])
         for c, a in _offsets(x, u, w):
             z[:, c] = torch.maximum(-a.amin(dim=-1), a.amax(dim=-1)).square()
         ctx.save_for_backward(x, u, w, z)
-        ctx.rho = rho  # type: ignore[attr-defined]
+        ctx.rho = rho
         return z
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
-        x, u, w, z = ctx.saved_tensors  # type: ignore[attr-defined]
-        rho: float = ctx.rho  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        x, u, w, z = ctx.saved_tensors
+        rho: float = ctx.rho
         gx, gu, gw = torch.zeros_like(x), torch.zeros_like(u), torch.zeros_like(w)
         n = u.shape[1]
-        need_x, need_u = ctx.needs_input_grad[0], ctx.needs_input_grad[1]  # type: ignore[attr-defined]
+        need_x, need_u = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         scratch: torch.Tensor | None = None
         # With a = u (x - w): dz_i/dx_i = 2 u_i a_i, dz_i/dw_i = -2 u_i a_i, dz_i/du_i = 2 a_i (x_i - w_i),
         # each times the max's (pseudo)derivative s_i and the incoming gradient g.

@@ -21,15 +21,15 @@ paper's related work uses uniform noise) but the theorems give them no finite ro
 from __future__ import annotations
 
 import copy
-import functools
 import math
 
 import torch
 from torch import nn
 
-from .models import mlp
 from .validation import check_choice, check_range
-from .zoo import Spec, plain_trainer
+
+__all__ = ["NoiseInjection", "inject_noise", "noise_layers", "sample_noise"]
+
 
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "laplace", "uniform", "exponential")
 
@@ -150,38 +150,3 @@ def inject_noise(model: nn.Module, *, at: int | str = "input", distribution: str
     parent = modules[parent_name]
     setattr(parent, child, nn.Sequential(modules[at], noise))
     return model
-
-
-# ---- zoo entries: noise-trained MLPs (the paper trains with the noise it evaluates with) -----------------
-
-ZOO_STD = 0.25  # on [0, 1] inputs: the paper's std 0.5 on its [-1, 1] inputs (Tables 1, 2)
-
-
-def noisy_mlp(
-    input_shape: tuple[int, ...], num_classes: int, *, distribution: str = "gaussian", std: float = ZOO_STD
-) -> nn.Module:
-    """The 784-100-100-100-10 ReLU MLP with ``distribution`` noise of ``std`` on its input.
-
-    Example:
-        >>> noisy_mlp((1, 8, 8), 10, distribution="laplace", std=0.25)[0]
-        NoiseInjection(distribution='laplace', std=0.25)
-    """
-    size = math.prod(input_shape)
-    return inject_noise(mlp((size, 100, 100, 100, num_classes)), at="input", distribution=distribution, std=std)
-
-
-#: Adam, lr 1e-3, 20 epochs (2 with ``quick``), the noise on throughout (it is on in every mode).
-train_noisy = plain_trainer("noise")
-
-
-SPECS: list[Spec] = [
-    Spec(
-        name=f"noise-{dist}",
-        family="noise",
-        paper="Pinot et al. 2019, Section 5 (noise on the image, trained and evaluated with it)",
-        description=f"{dist} input noise, std {ZOO_STD} on [0, 1] inputs, on the 784-100-100-100-10 MLP",
-        build=functools.partial(noisy_mlp, distribution=dist, std=ZOO_STD),
-        train=train_noisy,
-    )
-    for dist in ("gaussian", "laplace")
-]

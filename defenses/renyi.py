@@ -27,6 +27,20 @@ from .noise import DISTRIBUTIONS
 from .sensitivity import norm_ratio
 from .validation import check_choice, check_range
 
+__all__ = [
+    "certified_epsilon",
+    "certify",
+    "entropy",
+    "gaussian_epsilon",
+    "guaranteed_accuracy_bound",
+    "input_epsilon",
+    "input_radius",
+    "laplace_epsilon",
+    "renyi_epsilon",
+    "risk_gap_bound",
+]
+
+
 # The norm on the noisy layer's output in which Theorem 1 needs the sensitivity, per distribution.
 SENSITIVITY_NORM: dict[str, str] = {"gaussian": "l2", "laplace": "l1", "uniform": "l1", "exponential": "l1"}
 
@@ -64,7 +78,8 @@ def gaussian_epsilon(
         if not sigma_min > 0:
             raise ValueError(f"covariance must be positive definite (non-degenerate), smallest eigenvalue {sigma_min}")
     else:
-        sigma_min = check_range("std", std, low=0.0) ** 2  # type: ignore[arg-type]
+        assert std is not None  # exactly one of std and covariance, checked above
+        sigma_min = check_range("std", std, low=0.0) ** 2
     if delta == 0.0:
         return 0.0
     return math.inf if sigma_min == 0.0 else lam * delta**2 / (2.0 * sigma_min)

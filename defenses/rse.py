@@ -9,7 +9,8 @@ softmax over draws): at evaluation time that is ``stochdef.adapters.EoT(model, s
 
 Noise levels: the RSE paper and its code study CIFAR-10 and STL-10 (init/inner 0.2/0.1 and 0.4/0.1 in the
 released logs); the Adv-BNN authors' code runs its RSE baseline on Fashion-MNIST (their ``Tiny`` net,
-inputs in [0, 1]) with init 0.2 and inner 0.1. stochdef's zoo uses those values for MNIST-like data.
+inputs in [0, 1]) with init 0.2 and inner 0.1. stochdef's zoo (:mod:`stochdef.defenses.zoo.rse`) uses those
+values for MNIST-like data.
 
 Example:
     >>> import torch
@@ -29,15 +30,10 @@ import copy
 
 from torch import nn
 
-from .models import small_cnn
 from .noise import NoiseInjection
 from .validation import check_range
-from .zoo import Spec, plain_trainer
 
-__all__ = ["SPECS", "to_rse"]
-
-INIT_STD = 0.2
-INNER_STD = 0.1
+__all__ = ["to_rse"]
 
 
 def to_rse(
@@ -68,23 +64,3 @@ def to_rse(
         std = init_std if i == 0 else inner_std
         setattr(parent, name, nn.Sequential(NoiseInjection(distribution="gaussian", std=std), getattr(parent, name)))
     return model
-
-
-def _build(shape: tuple[int, ...], k: int) -> nn.Module:
-    net = small_cnn(in_channels=shape[0], image_size=shape[-1], num_classes=k)
-    return to_rse(net, init_std=INIT_STD, inner_std=INNER_STD)
-
-
-_train = plain_trainer("rse")
-
-
-SPECS: list[Spec] = [
-    Spec(
-        name="rse",
-        family="rse",
-        paper="Liu et al. 2018 (RSE), baseline of Liu et al. (Adv-BNN), Fig. 2/3",
-        description=f"small CNN with Gaussian noise before each conv (init {INIT_STD}, inner {INNER_STD})",
-        build=_build,
-        train=_train,
-    ),
-]

@@ -51,6 +51,20 @@ from torch import nn
 
 from .validation import check_choice, check_int, check_range
 
+__all__ = [
+    "StochasticActivationPruning",
+    "apply_sap",
+    "dense_view",
+    "insert_after",
+    "keep_probability",
+    "prune",
+    "pruning_mask",
+    "replace_modules",
+    "sample_count",
+    "scale_factors",
+]
+
+
 Method = Literal["auto", "direct", "poisson"]
 METHODS: tuple[str, ...] = ("auto", "direct", "poisson")
 POISSON_MIN_DRAWS = 40  # below this, "auto" draws directly (measured crossover on a CPU: 32-50 draws)

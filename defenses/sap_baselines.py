@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -37,6 +38,25 @@ from .functional import gaussian_conv2d, gaussian_linear, per_example_conv2d, pe
 from .noise import NoiseInjection
 from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
 from .validation import check_choice, check_range
+
+__all__ = [
+    "InferenceDropout",
+    "RandomNoisyWeights",
+    "RandomlyScaledActivations",
+    "RandomlyScaledWeights",
+    "StochasticWeightPruning",
+    "apply_dropout",
+    "apply_dwp",
+    "apply_rna",
+    "apply_rnw",
+    "apply_rsa",
+    "apply_rsw",
+    "apply_swp",
+    "random_scale",
+    "top_magnitude_mask",
+    "wrap_layers",
+]
+
 
 WeightLayer = nn.Linear | nn.Conv2d
 
@@ -128,7 +148,14 @@ def _check_layer(layer: nn.Module) -> WeightLayer:
     return layer
 
 
-def _conv_args(layer: nn.Conv2d) -> dict[str, object]:
+class _ConvArgs(TypedDict):
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] | str
+    dilation: tuple[int, ...]
+    groups: int
+
+
+def _conv_args(layer: nn.Conv2d) -> _ConvArgs:
     return {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
 
 
@@ -160,7 +187,7 @@ class _GaussianWeights(nn.Module):
         std = self.weight_std()
         if isinstance(layer, nn.Linear):
             return gaussian_linear(x, layer.weight, std, layer.bias, generator=self.generator)
-        return gaussian_conv2d(x, layer.weight, std, layer.bias, generator=self.generator, **_conv_args(layer))  # type: ignore[arg-type]
+        return gaussian_conv2d(x, layer.weight, std, layer.bias, generator=self.generator, **_conv_args(layer))
 
 
 class RandomNoisyWeights(_GaussianWeights):
@@ -223,7 +250,7 @@ class StochasticWeightPruning(nn.Module):
         bias = None if layer.bias is None else layer.bias.expand(x.shape[0], -1)
         if isinstance(layer, nn.Linear):
             return per_example_linear(x, weight, bias)
-        return per_example_conv2d(x, weight, bias, **_conv_args(layer))  # type: ignore[arg-type]
+        return per_example_conv2d(x, weight, bias, **_conv_args(layer))
 
 
 def wrap_layers(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:

@@ -23,7 +23,7 @@ for a linear layer). Two training rules (``mode``):
 
 ``sigma`` starts at ``init_std`` (default ``0.5 * sqrt(2 / fan_in)``, the scale of Frazier-Logue &
 Hanson's SDR initialisation without its random factor) for weights and biases alike. The zoo entries
-``sdr-decay`` and ``sdr-learnable`` (trainers, hyper-parameters) are in :mod:`stochdef.defenses.sdr_zoo`.
+``sdr-decay`` and ``sdr-learnable`` (trainers, hyper-parameters) are in :mod:`stochdef.defenses.zoo.sdr`.
 
 Example:
     >>> layer = SDRLinear(4, 3, mode="learnable", init_std=0.1).eval()
@@ -45,6 +45,19 @@ from torch import nn
 from .functional import gaussian_linear
 from .models import mlp
 from .validation import check_choice, check_int, check_range
+
+__all__ = [
+    "SDRDecay",
+    "SDRLinear",
+    "ThresholdSchedule",
+    "VarianceThresholds",
+    "clamp_std",
+    "sdr_decay_update",
+    "sdr_layers",
+    "sdr_mlp",
+    "std_range",
+]
+
 
 Mode = Literal["decay", "learnable"]
 MODES: tuple[str, ...] = ("decay", "learnable")

@@ -22,6 +22,9 @@ from torch import nn
 
 from .validation import check_choice, check_int, check_range
 
+__all__ = ["identity_sensitivity", "linear_sensitivity", "norm_ratio", "operator_norm_bound", "sequential_sensitivity"]
+
+
 NORMS: tuple[str, ...] = ("l1", "l2", "linf")
 _P = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 _DUAL = {"l1": "linf", "l2": "l2", "linf": "l1"}

@@ -20,6 +20,9 @@ from tqdm.auto import tqdm
 
 from .validation import check_choice, check_int, check_range
 
+__all__ = ["History", "accuracy", "cross_entropy_loss", "fit", "make_optimizer", "pgd_adversary"]
+
+
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -16,7 +16,7 @@ from torch import nn
 from stochdef.defenses.intervals import interval_bounds
 from stochdef.defenses.models import mlp
 from stochdef.defenses.mwd import mwd_net
-from stochdef.defenses.mwd_zoo import sigmoid_mlp
+from stochdef.defenses.zoo.mwd import sigmoid_mlp
 
 from . import measure, target
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, expectation, to_torchattacks
 from stochdef.defenses import load_dataset
-from stochdef.defenses.noise import NoiseInjection, noise_layers, noisy_mlp, train_noisy
+from stochdef.defenses.noise import NoiseInjection, noise_layers
 from stochdef.defenses.renyi import (
     SENSITIVITY_NORM,
     certified_epsilon,
@@ -47,6 +47,7 @@ from stochdef.defenses.renyi import (
 from stochdef.defenses.sensitivity import NORMS, sequential_sensitivity
 from stochdef.defenses.validation import check_choice, check_int, check_range
 from stochdef.defenses.zoo import TrainSettings
+from stochdef.defenses.zoo.noise import noisy_mlp, train_noisy
 
 logger = logging.getLogger(__name__)
 

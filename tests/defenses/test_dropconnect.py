@@ -13,7 +13,6 @@ from torch import nn
 from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
 from stochdef.defenses.dropconnect import (
-    SPECS,
     DropConnectLinear,
     dropconnect_linear,
     dropconnect_mask,
@@ -21,6 +20,7 @@ from stochdef.defenses.dropconnect import (
     set_stochastic,
 )
 from stochdef.defenses.zoo import TrainSettings
+from stochdef.defenses.zoo.dropconnect import SPECS
 
 N_DRAWS = 100_000
 Z = 6.0  # bounds below are Z standard errors: a false failure has probability < 1e-8 per check

@@ -15,7 +15,7 @@ from stochdef.defenses import Dataset, fit, mlp
 from stochdef.defenses.intervals import certified, certified_accuracy, interval_bounds, propagate
 from stochdef.defenses.mwd import MWDLayer, gradient_mode, mwd_net, parameter_clamp, square_error_loss
 from stochdef.defenses.mwd_functional import mwd_interval
-from stochdef.defenses.mwd_zoo import sigmoid_mlp
+from stochdef.defenses.zoo.mwd import sigmoid_mlp
 
 TOL = 1e-5  # float32 rounding of sums of up to 64 terms of size <= 10: far below 1e-5
 

@@ -24,8 +24,8 @@ from stochdef.defenses.sdr import (
     should_raise,
     std_range,
 )
-from stochdef.defenses.sdr_zoo import SPECS
 from stochdef.defenses.zoo import TrainSettings
+from stochdef.defenses.zoo.sdr import SPECS
 
 MODES = ["decay", "learnable"]
 N_DRAWS = 100_000

@@ -23,24 +23,19 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .data import Dataset
-from .models import mlp
-from .mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
-from .training import History, fit
-from .zoo import Spec, TrainSettings
+from ..data import Dataset
+from ..models import mlp
+from ..mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
+from ..training import History, LossFn, cross_entropy_loss, fit
+from .spec import Spec, Trainer, TrainSettings, flat
+
+__all__ = ["EPOCHS", "LEARNING_RATES", "SPECS", "sigmoid_mlp", "train_mwd_family"]
 
 PAPER = "Agrawal, de Alfaro & Helmbold 2019 (MWD networks)"
 EPOCHS = {"mwd": 30, "relu": 30, "sigmoid": 100}
 LEARNING_RATES = {"mwd": 5.0, "relu": 1.0, "sigmoid": 5.0}
 QUICK_EPOCHS, QUICK_TRAIN = 2, 1000
 BATCH_SIZE = 100
-
-
-def _flat(shape: tuple[int, ...]) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
 
 
 def sigmoid_mlp(sizes: tuple[int, ...]) -> nn.Sequential:
@@ -54,34 +49,35 @@ def train_mwd_family(
     """Train a ``kind`` in {"mwd", "relu", "sigmoid"} net as the paper did (MWD: with ``gradient``)."""
     if s.quick:
         data = data.subset(train=QUICK_TRAIN)
-    common = {
-        "epochs": QUICK_EPOCHS if s.quick else EPOCHS[kind],
-        "batch_size": BATCH_SIZE,
-        "lr": LEARNING_RATES[kind],
-        "optimizer": "adadelta",
-        "x_val": data.x_test,
-        "y_val": data.y_test,
-        "seed": s.seed,
-        "device": s.device,
-        "progress": s.progress,
-        "desc": kind,
-    }
-    if kind == "relu":
-        return fit(model, data.x_train, data.y_train, **common)  # type: ignore[arg-type]
-    if kind == "sigmoid":
-        return fit(model, data.x_train, data.y_train, loss=square_error_loss, **common)  # type: ignore[arg-type]
-    with gradient_mode(model, gradient):
+
+    def run(loss: LossFn, after_step: Callable[[int], None] | None = None) -> History:
         return fit(
             model,
             data.x_train,
             data.y_train,
-            loss=square_error_loss,
-            after_step=parameter_clamp(model),
-            **common,  # type: ignore[arg-type]
+            epochs=QUICK_EPOCHS if s.quick else EPOCHS[kind],
+            batch_size=BATCH_SIZE,
+            lr=LEARNING_RATES[kind],
+            optimizer="adadelta",
+            loss=loss,
+            after_step=after_step,
+            x_val=data.x_test,
+            y_val=data.y_test,
+            seed=s.seed,
+            device=s.device,
+            progress=s.progress,
+            desc=kind,
         )
 
+    if kind == "relu":
+        return run(cross_entropy_loss)
+    if kind == "sigmoid":
+        return run(square_error_loss)
+    with gradient_mode(model, gradient):
+        return run(square_error_loss, after_step=parameter_clamp(model))
 
-def _trainer(kind: str) -> Callable[[nn.Module, Dataset, TrainSettings], History]:
+
+def _trainer(kind: str) -> Trainer:
     return lambda model, data, s: train_mwd_family(kind, model, data, s)
 
 
@@ -93,7 +89,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER,
             description=f"MWD net {width}-{width}-{width}-10, layers U, U^NEG, U, U^NEG, pseudogradient-trained",
-            build=lambda shape, k: mwd_net((_flat(shape), *hidden, k)),
+            build=lambda shape, k: mwd_net((flat(shape), *hidden, k)),
             train=_trainer("mwd"),
         ),
         Spec(
@@ -101,7 +97,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER + ", ReLU baseline",
             description=f"ReLU MLP {width}-{width}-{width}-10, softmax + cross-entropy, AdaDelta",
-            build=lambda shape, k: mlp((_flat(shape), *hidden, k)),
+            build=lambda shape, k: mlp((flat(shape), *hidden, k)),
             train=_trainer("relu"),
         ),
         Spec(
@@ -109,7 +105,7 @@ def _specs(width: int) -> list[Spec]:
             family="mwd",
             paper=PAPER + ", sigmoid baseline",
             description=f"sigmoid MLP {width}-{width}-{width}-10 with sigmoid outputs, square error, AdaDelta",
-            build=lambda shape, k: sigmoid_mlp((_flat(shape), *hidden, k)),
+            build=lambda shape, k: sigmoid_mlp((flat(shape), *hidden, k)),
             train=_trainer("sigmoid"),
         ),
     ]

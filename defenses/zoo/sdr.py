@@ -18,10 +18,12 @@ import math
 import torch
 from torch import nn
 
-from .data import Dataset
-from .sdr import SDRDecay, ThresholdSchedule, VarianceThresholds, sdr_mlp, std_range
-from .training import History, fit
-from .zoo import Spec, TrainSettings
+from ..data import Dataset
+from ..sdr import SDRDecay, ThresholdSchedule, VarianceThresholds, sdr_mlp, std_range
+from ..training import History, fit
+from .spec import Spec, TrainSettings
+
+__all__ = ["DECAY", "LEARNABLE", "SPECS"]
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ and its model is that network with SAP-100 after every ReLU (:func:`~stochdef.de
 Training a SAP spec trains nothing new: it loads (or trains and caches) the dense spec with the same seed
 and copies its weights, then records SAP's single-draw held-out accuracy.
 
-* MNIST-5k MLP 784-100-100-100-10: dense ``vanilla-mlp`` (:mod:`.zoo`) -> ``sap-mlp``; ``adv-mlp``
+* MNIST-5k MLP 784-100-100-100-10: dense ``vanilla-mlp`` (:mod:`.plain`) -> ``sap-mlp``; ``adv-mlp``
   (Madry PGD adversarial training) -> ``adv-sap-mlp`` (the paper's ADV and ADV+SAP-100).
 * The paper's CIFAR-10 ResNet-20 (89.8% dense) cannot be had here; a :class:`~stochdef.defenses.models.SmallResNet`
   on Fashion-MNIST stands in: ``dense-resnet`` -> ``sap-resnet``, ``adv-resnet`` -> ``adv-sap-resnet``.
@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 from torch import nn
 
-from . import data as datasets
-from .models import SmallResNet, mlp
-from .sap import apply_sap
-from .training import History, accuracy, fit, pgd_adversary
-from .zoo import Spec, TrainSettings
+from .. import data as datasets
+from ..models import SmallResNet, mlp
+from ..sap import apply_sap
+from ..training import History, accuracy, fit, pgd_adversary
+from . import plain
+from .spec import Builder, Spec, Trainer, TrainSettings, flat
+from .store import load_spec, train_spec
+
+__all__ = ["MLP_PGD", "PAPER", "RESNET_PGD", "SAP_FRACTION", "SPECS"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +43,29 @@ SAP_FRACTION = 1.0  # SAP-100, the paper's choice (Section 4.1.1)
 RESNET_UNITS, RESNET_WIDTH = 1, 8
 RESNET_TRAIN_SUBSET = 12_000
 # Adversarial training (the paper: 20% FGSM examples at lambda = 2/255 on CIFAR-10; here Madry PGD).
-MLP_PGD = {"eps": 0.1, "step": 0.025, "steps": 10}
-RESNET_PGD = {"eps": 0.1, "step": 0.04, "steps": 3}
 
 
-def _flat(shape: tuple[int, ...]) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
+class PGDSettings(TypedDict):
+    """The keyword arguments of :func:`~stochdef.defenses.training.pgd_adversary` for adversarial training."""
+
+    eps: float
+    step: float
+    steps: int
+
+
+MLP_PGD: PGDSettings = {"eps": 0.1, "step": 0.025, "steps": 10}
+RESNET_PGD: PGDSettings = {"eps": 0.1, "step": 0.04, "steps": 3}
 
 
 def _mlp(shape: tuple[int, ...], k: int) -> nn.Module:
-    return mlp((_flat(shape), 100, 100, 100, k))
+    return mlp((flat(shape), 100, 100, 100, k))
 
 
 def _resnet(shape: tuple[int, ...], k: int) -> nn.Module:
     return SmallResNet(in_channels=shape[0], num_classes=k, width=RESNET_WIDTH, units=RESNET_UNITS)
 
 
-def _train_mlp(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset, TrainSettings], History]:
+def _train_mlp(*, adversarial: bool) -> Trainer:
     def train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
         return fit(
             model,
@@ -66,7 +73,7 @@ def _train_mlp(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset, T
             data.y_train,
             epochs=2 if s.quick else 20,
             lr=1e-3,
-            adversary=pgd_adversary(**MLP_PGD) if adversarial else None,  # type: ignore[arg-type]
+            adversary=pgd_adversary(**MLP_PGD) if adversarial else None,
             x_val=data.x_test,
             y_val=data.y_test,
             seed=s.seed,
@@ -78,7 +85,7 @@ def _train_mlp(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset, T
     return train
 
 
-def _train_resnet(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset, TrainSettings], History]:
+def _train_resnet(*, adversarial: bool) -> Trainer:
     """Adam with a cosine learning-rate decay per epoch (the paper steps its SGD rate down) on a subset."""
 
     def train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
@@ -97,7 +104,7 @@ def _train_resnet(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset
             data.y_train[:n],
             epochs=epochs,
             optimizer=opt,
-            adversary=pgd_adversary(**RESNET_PGD) if adversarial else None,  # type: ignore[arg-type]
+            adversary=pgd_adversary(**RESNET_PGD) if adversarial else None,
             after_epoch=decay,
             seed=s.seed,
             device=s.device,
@@ -110,15 +117,14 @@ def _train_resnet(*, adversarial: bool) -> Callable[[nn.Module, datasets.Dataset
     return train
 
 
-def _train_sap(dense_name: str) -> Callable[[nn.Module, datasets.Dataset, TrainSettings], History]:
-    """Copy the weights of ``dense_name`` (trained with the same settings) into the SAP model."""
+def _train_sap(dense_spec: Spec) -> Trainer:
+    """Copy the weights of ``dense_spec`` (trained with the same settings) into the SAP model."""
+    dense_name = dense_spec.name
 
     def train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
-        from . import zoo
-
-        dense, meta = zoo.load(dense_name, dataset=data.name, device=s.device, settings=s)
+        dense, meta = load_spec(dense_spec, dataset=data.name, device=s.device, settings=s)
         if meta.get("seed") != s.seed:
-            dense, meta = zoo.train(dense_name, dataset=data.name, settings=s)
+            dense, meta = train_spec(dense_spec, dataset=data.name, settings=s)
         model.load_state_dict(dense.state_dict())
         dense_acc = accuracy(dense, data.x_test, data.y_test)
         sap_acc = accuracy(model, data.x_test, data.y_test)
@@ -129,9 +135,34 @@ def _train_sap(dense_name: str) -> Callable[[nn.Module, datasets.Dataset, TrainS
     return train
 
 
-def _sap(build: Callable[[tuple[int, ...], int], nn.Module]) -> Callable[[tuple[int, ...], int], nn.Module]:
+def _sap(build: Builder) -> Builder:
     return lambda shape, k: apply_sap(build(shape, k), fraction=SAP_FRACTION)
 
+
+ADV_MLP = Spec(
+    name="adv-mlp",
+    family="sap",
+    paper=PAPER + ", ADV (Section 4.1.3)",
+    description="MLP 784-100-100-100-10, PGD adversarial training (eps 0.1, 10 steps of 0.025)",
+    build=_mlp,
+    train=_train_mlp(adversarial=True),
+)
+DENSE_RESNET = Spec(
+    name="dense-resnet",
+    family="sap",
+    paper=PAPER + ", the dense ResNet-20 (here a SmallResNet on Fashion-MNIST)",
+    description=f"SmallResNet units={RESNET_UNITS} width={RESNET_WIDTH}, {RESNET_TRAIN_SUBSET} training images",
+    build=_resnet,
+    train=_train_resnet(adversarial=False),
+)
+ADV_RESNET = Spec(
+    name="adv-resnet",
+    family="sap",
+    paper=PAPER + ", ADV (Section 4.1.3)",
+    description="dense-resnet's network, PGD adversarial training (eps 0.1, 3 steps of 0.04)",
+    build=_resnet,
+    train=_train_resnet(adversarial=True),
+)
 
 SPECS: list[Spec] = [
     Spec(
@@ -140,54 +171,33 @@ SPECS: list[Spec] = [
         paper=PAPER,
         description="SAP-100 after every ReLU of vanilla-mlp (its weights, no fine-tuning)",
         build=_sap(_mlp),
-        train=_train_sap("vanilla-mlp"),
+        train=_train_sap(plain.VANILLA_MLP),
     ),
-    Spec(
-        name="adv-mlp",
-        family="sap",
-        paper=PAPER + ", ADV (Section 4.1.3)",
-        description="MLP 784-100-100-100-10, PGD adversarial training (eps 0.1, 10 steps of 0.025)",
-        build=_mlp,
-        train=_train_mlp(adversarial=True),
-    ),
+    ADV_MLP,
     Spec(
         name="adv-sap-mlp",
         family="sap",
         paper=PAPER + ", ADV+SAP-100",
         description="SAP-100 after every ReLU of adv-mlp (its weights, no fine-tuning)",
         build=_sap(_mlp),
-        train=_train_sap("adv-mlp"),
+        train=_train_sap(ADV_MLP),
     ),
-    Spec(
-        name="dense-resnet",
-        family="sap",
-        paper=PAPER + ", the dense ResNet-20 (here a SmallResNet on Fashion-MNIST)",
-        description=f"SmallResNet units={RESNET_UNITS} width={RESNET_WIDTH}, {RESNET_TRAIN_SUBSET} training images",
-        build=_resnet,
-        train=_train_resnet(adversarial=False),
-    ),
+    DENSE_RESNET,
     Spec(
         name="sap-resnet",
         family="sap",
         paper=PAPER + ", SAP-100 (Section 4.1.1)",
         description="SAP-100 after every ReLU of dense-resnet (its weights, no fine-tuning)",
         build=_sap(_resnet),
-        train=_train_sap("dense-resnet"),
+        train=_train_sap(DENSE_RESNET),
     ),
-    Spec(
-        name="adv-resnet",
-        family="sap",
-        paper=PAPER + ", ADV (Section 4.1.3)",
-        description="dense-resnet's network, PGD adversarial training (eps 0.1, 3 steps of 0.04)",
-        build=_resnet,
-        train=_train_resnet(adversarial=True),
-    ),
+    ADV_RESNET,
     Spec(
         name="adv-sap-resnet",
         family="sap",
         paper=PAPER + ", ADV+SAP-100",
         description="SAP-100 after every ReLU of adv-resnet (its weights, no fine-tuning)",
         build=_sap(_resnet),
-        train=_train_sap("adv-resnet"),
+        train=_train_sap(ADV_RESNET),
     ),
 ]
