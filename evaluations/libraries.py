@@ -9,127 +9,40 @@ entry point; :func:`unsupported` says why a library cannot run a spec.
 
 The conventions are the same in every library: true labels (the targets when ``targeted``) as class
 indices, no random start, inputs in ``bounds``, ART attacks over the whole batch (``batch_size=len(x)``).
-The attacks: FGSM (Goodfellow et al. 2015) and its minimal-eps grid search (Foolbox 2.x), BIM (Kurakin
-et al. 2017), PGD (Madry et al. 2018), DeepFool (Moosavi-Dezfooli et al. 2016), LocalSearch (Narodytska
-& Kasiviswanathan 2016). Importing this module imports none of the attack libraries.
+The attacks and their settings are :mod:`.attack_spec`'s (re-exported here); the calls each table entry
+makes are :mod:`.library_runners`'. Importing this module imports none of the attack libraries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from stochdef.defenses.validation import check_bounds, check_choice, check_int, check_range
+from stochdef.defenses.validation import check_choice
 
-from .library_runners import (
-    art_bim,
-    art_deepfool,
-    art_fgsm,
-    art_fgsm_minimal,
-    art_pgd,
-    fb_bim,
-    fb_deepfool,
-    fb_fgsm,
-    fb_pgd,
-    in_deepfool,
-    in_fgsm,
-    in_fgsm_minimal,
-    in_local_search,
-    in_pgd,
-    ta_bim,
-    ta_deepfool,
-    ta_fgsm,
-    ta_pgd,
-    ta_run,
-)
+from . import library_runners as lr
+from .attack_spec import ATTACKS, EPS_ATTACKS, EVAL_ATTACKS, NORMS, AttackSpec
 
 if TYPE_CHECKING:
     from .attacks import AttackResult
 
+__all__ = [
+    "ATTACKS", "EPS_ATTACKS", "ESTIMATORS", "EVAL_ATTACKS", "LIBRARIES", "NORMS", "TABLE", "AttackSpec", "Runner",
+    "run", "run_inhouse", "unsupported", "wrap",
+]  # fmt: skip
 Tensor = torch.Tensor
 LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
-ATTACKS: tuple[str, ...] = ("fgsm", "fgsm-minimal", "bim", "pgd", "deepfool", "localsearch")
-EVAL_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")  # what ``stochdef evaluate`` runs
-NORMS: tuple[str, ...] = ("linf", "l2")
-EPS_ATTACKS: tuple[str, ...] = ("fgsm", "bim", "pgd")  # the attacks with a fixed radius ``eps``
 ESTIMATORS: dict[str, str] = {
     "inhouse": "exact mean of per-draw loss gradients (eot_gradient)",
     "art": "exact mean of per-draw loss gradients (EoTClassifier.loss_gradient)",
     "foolbox": "gradient of the mean logits (EoT module)",
     "torchattacks": "gradient of the mean logits (EoT module)",
 }
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """One attack's configuration; only ``attack`` and ``eps`` may be positional.
-
-    ``eps`` (required for fgsm, bim, pgd) is the radius in ``norm``; ``steps`` steps of ``step`` (default
-    ``2.5 * eps / steps``) for bim and pgd, or DeepFool's iterations; ``samples`` EoT draws per gradient
-    (1 = the naive attack); ``overshoot`` and ``candidates`` for DeepFool; ``epsilons`` grid points up to
-    ``max_eps`` (and ``refine``) for fgsm-minimal; ``rounds`` and ``select`` for LocalSearch.
-    """
-
-    attack: str
-    eps: float | None = None
-    _: KW_ONLY
-    norm: str = "linf"
-    steps: int = 10
-    step: float | None = None
-    targeted: bool = False
-    samples: int = 1
-    bounds: tuple[float, float] = (0.0, 1.0)
-    overshoot: float = 0.02
-    candidates: int = 10
-    epsilons: int = 1000
-    max_eps: float = 1.0
-    refine: bool = False
-    rounds: int = 150
-    select: str = "highest"
-
-    def __post_init__(self) -> None:
-        check_choice("attack", self.attack, ATTACKS)
-        check_choice("norm", self.norm, NORMS)
-        if self.eps is not None:
-            check_range("eps", self.eps, low=0.0)
-        elif self.attack in EPS_ATTACKS:
-            raise ValueError(f"eps must be given for {self.attack}")
-        if self.norm != "linf" and self.attack in ("fgsm", "fgsm-minimal"):
-            raise ValueError(f"norm must be 'linf' for {self.attack} (the sign step), got {self.norm!r}")
-        check_int("steps", self.steps)
-        if self.step is not None:
-            check_range("step", self.step, low=0.0)
-        _check_bool("targeted", self.targeted)
-        if self.targeted and self.attack == "deepfool":
-            raise ValueError("targeted must be False for deepfool (an untargeted attack)")
-        check_int("samples", self.samples)
-        object.__setattr__(self, "bounds", check_bounds("bounds", self.bounds))
-        check_range("overshoot", self.overshoot, low=0.0)
-        check_int("candidates", self.candidates, minimum=2)
-        check_int("epsilons", self.epsilons)
-        check_range("max_eps", self.max_eps, low=0.0, low_open=True)
-        _check_bool("refine", self.refine)
-        check_int("rounds", self.rounds)
-        check_choice("select", self.select, ("highest", "lowest"))
-
-    @property
-    def radius(self) -> float:
-        """``eps`` as a number (0 for the attacks without a fixed radius)."""
-        return 0.0 if self.eps is None else float(self.eps)
-
-    @property
-    def step_size(self) -> float:
-        return self.step if self.step is not None else 2.5 * self.radius / self.steps
 
 
 Limit = tuple[Callable[[AttackSpec], bool], str]
@@ -159,40 +72,40 @@ NO_LOCAL_SEARCH = "LocalSearch is in none of the three libraries (the cross-chec
 
 TABLE: dict[str, dict[str, Runner | str]] = {
     "fgsm": {
-        "inhouse": Runner(in_fgsm),
-        "foolbox": Runner(fb_fgsm, ((lambda s: s.targeted, "Foolbox 3's FGSM has no targeted mode"),)),
-        "art": Runner(art_fgsm),
-        "torchattacks": Runner(ta_run(ta_fgsm), (UNIT_BOX,)),
+        "inhouse": Runner(lr.in_fgsm),
+        "foolbox": Runner(lr.fb_fgsm, ((lambda s: s.targeted, "Foolbox 3's FGSM has no targeted mode"),)),
+        "art": Runner(lr.art_fgsm),
+        "torchattacks": Runner(lr.ta_run(lr.ta_fgsm), (UNIT_BOX,)),
     },
     "fgsm-minimal": {
-        "inhouse": Runner(in_fgsm_minimal),
+        "inhouse": Runner(lr.in_fgsm_minimal),
         "foolbox": "Foolbox 3's FGSM has no minimal-eps mode (Foolbox 2.x's had)",
         "art": Runner(
-            art_fgsm_minimal,
+            lr.art_fgsm_minimal,
             ((lambda s: s.refine, "ART's minimal FGSM stops at the first successful grid step (no refinement)"),),
         ),
         "torchattacks": "torchattacks' FGSM has no minimal-eps mode",
     },
     "bim": {
-        "inhouse": Runner(in_pgd),
-        "foolbox": Runner(fb_bim),
-        "art": Runner(art_bim, ((_l2, "ART's BasicIterativeMethod is L-inf only"),)),
-        "torchattacks": Runner(ta_run(ta_bim), (UNIT_BOX, (_l2, "torchattacks' BIM is L-inf only"))),
+        "inhouse": Runner(lr.in_pgd),
+        "foolbox": Runner(lr.fb_bim),
+        "art": Runner(lr.art_bim, ((_l2, "ART's BasicIterativeMethod is L-inf only"),)),
+        "torchattacks": Runner(lr.ta_run(lr.ta_bim), (UNIT_BOX, (_l2, "torchattacks' BIM is L-inf only"))),
     },
     "pgd": {
-        "inhouse": Runner(in_pgd),
-        "foolbox": Runner(fb_pgd),
-        "art": Runner(art_pgd),
-        "torchattacks": Runner(ta_run(ta_pgd), (UNIT_BOX,)),
+        "inhouse": Runner(lr.in_pgd),
+        "foolbox": Runner(lr.fb_pgd),
+        "art": Runner(lr.art_pgd),
+        "torchattacks": Runner(lr.ta_run(lr.ta_pgd), (UNIT_BOX,)),
     },
     "deepfool": {
-        "inhouse": Runner(in_deepfool),
-        "foolbox": Runner(fb_deepfool),
-        "art": Runner(art_deepfool, ((_linf, "ART's DeepFool is L2 only"),)),
-        "torchattacks": Runner(ta_run(ta_deepfool), (UNIT_BOX, (_linf, "torchattacks' DeepFool is L2 only"))),
+        "inhouse": Runner(lr.in_deepfool),
+        "foolbox": Runner(lr.fb_deepfool),
+        "art": Runner(lr.art_deepfool, ((_linf, "ART's DeepFool is L2 only"),)),
+        "torchattacks": Runner(lr.ta_run(lr.ta_deepfool), (UNIT_BOX, (_linf, "torchattacks' DeepFool is L2 only"))),
     },
     "localsearch": {
-        "inhouse": Runner(in_local_search),
+        "inhouse": Runner(lr.in_local_search),
         "foolbox": NO_LOCAL_SEARCH,
         "art": NO_LOCAL_SEARCH,
         "torchattacks": NO_LOCAL_SEARCH,

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from .attack_spec import AttackSpec
     from .attacks import AttackResult
-    from .libraries import AttackSpec
 
 Tensor = torch.Tensor
 

@@ -3,7 +3,8 @@
 * :mod:`.models` -- the small models the harness trains (seconds) and attacks;
 * :mod:`.references` -- the advertorch LocalSearch reference and torchattacks' ``EOTPGD`` loop (every other
   library attack comes from :mod:`stochdef.evaluations.libraries`);
-* :mod:`.checks` -- the :class:`~.checks.Setting` s (row label + attack spec); exact parity, minimal-eps FGSM and DeepFool agreement on deterministic models;
+* :mod:`.checks` -- :class:`~.checks.Setting` (a row label and its attack spec); exact parity, minimal-eps
+  FGSM and DeepFool agreement on deterministic models;
 * :mod:`.randomized` -- LocalSearch rates and robust accuracy on randomized models, with intervals;
 * :mod:`.report` -- the console table and the Markdown report;
 * :mod:`.harness` -- :func:`run` (every check on every model) and :func:`save`.
