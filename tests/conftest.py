@@ -61,19 +61,9 @@ def _library_fgsm(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, library: str, eps: float, samples: int
 ) -> torch.Tensor:
     """FGSM from ``library`` through its stochdef adapter, checked to be a valid eps-perturbation in [0, 1]."""
-    import foolbox as fb
-    import torchattacks
-    from art.attacks.evasion import FastGradientMethod
+    from stochdef.evaluations.libraries import AttackSpec, run
 
-    from stochdef.adapters import to_art, to_foolbox, to_torchattacks
-
-    if library == "foolbox":
-        adv = fb.attacks.FGSM()(to_foolbox(model, bounds=(0, 1), samples=samples), x, y, epsilons=eps)[1]
-    elif library == "art":
-        clf = to_art(model, input_shape=tuple(x.shape[1:]), nb_classes=10, clip_values=(0, 1), samples=samples)
-        adv = torch.from_numpy(FastGradientMethod(clf, eps=eps).generate(x.numpy(), y=y.numpy()))
-    else:
-        adv = torchattacks.FGSM(to_torchattacks(model, samples=samples), eps=eps)(x, y)
+    adv = run(library, AttackSpec("fgsm", eps, samples=samples), model, x, y, num_classes=10)
     assert adv.shape == x.shape and bool(torch.isfinite(adv).all())
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
     assert float((adv - x).abs().max()) <= eps + 1e-6

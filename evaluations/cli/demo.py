@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from tqdm.auto import tqdm
-
-from stochdef.adapters import EoT, to_art, to_foolbox, to_torchattacks
-from stochdef.defenses import NoiseInjection, fit, load_dataset, mlp
+if TYPE_CHECKING:  # torch and stochdef load inside the functions: `stochdef --help` must not import torch
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
+STEPS = 20  # PGD: 20 steps of eps / 8, no random start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,46 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def noisy_mlp(std: float) -> nn.Module:
+    from torch import nn
+
+    from stochdef.defenses import NoiseInjection, mlp
+
     return nn.Sequential(NoiseInjection(std=std), mlp((784, 100, 100, 10)))
 
 
 def attack(
     library: str, name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, samples: int
 ) -> torch.Tensor:
-    """One attack from one library through the matching stochdef adapter."""
-    steps, step = 20, eps / 8
-    if library == "foolbox":
-        import foolbox as fb
+    """One attack from one library through the matching stochdef adapter (:mod:`stochdef.evaluations.libraries`)."""
+    from ..libraries import AttackSpec, run
 
-        fmodel = to_foolbox(model, bounds=(0, 1), samples=samples)
-        fb_attack = (
-            fb.attacks.FGSM()
-            if name == "fgsm"
-            else fb.attacks.LinfPGD(abs_stepsize=step, steps=steps, random_start=False)
-        )
-        return fb_attack(fmodel, x, y, epsilons=eps)[1]
-    if library == "art":
-        from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
-
-        clf = to_art(model, input_shape=tuple(x.shape[1:]), nb_classes=10, clip_values=(0, 1), samples=samples)
-        art_attack = (
-            FastGradientMethod(clf, eps=eps)
-            if name == "fgsm"
-            else ProjectedGradientDescent(clf, eps=eps, eps_step=step, max_iter=steps, num_random_init=0, verbose=False)
-        )
-        return torch.from_numpy(art_attack.generate(x.numpy(), y=y.numpy()))
-    import torchattacks
-
-    tmodel = to_torchattacks(model, samples=samples)
-    ta_attack = (
-        torchattacks.FGSM(tmodel, eps=eps)
-        if name == "fgsm"
-        else torchattacks.PGD(tmodel, eps=eps, alpha=step, steps=steps, random_start=False)
-    )
-    return ta_attack(x, y)
+    spec = AttackSpec(name, eps, steps=STEPS, step=eps / 8, samples=samples)
+    return run(library, spec, model, x, y, num_classes=10)
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from stochdef.adapters import EoT
+    from stochdef.defenses import fit, load_dataset
+
     torch.manual_seed(args.seed)
     data = load_dataset("mnist5k")
     model = noisy_mlp(std=0.3)

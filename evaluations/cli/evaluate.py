@@ -13,7 +13,7 @@ import torch
 from stochdef.defenses.data import DATASETS
 
 from ..evaluate import DEFAULT_DEFENSES, EvalConfig, evaluate
-from ..evaluate.runners import ATTACKS, LIBRARIES
+from ..libraries import EVAL_ATTACKS, LIBRARIES
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "append [psd] to an MWD net (mwd-256[psd]) to attack it through its pseudogradient"
         ),
     )
-    parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(ATTACKS)}")
+    parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(EVAL_ATTACKS)}")
     parser.add_argument("--library", type=_list(str), default=default.libraries, help=f"from {','.join(LIBRARIES)}")
     parser.add_argument("--eps", type=_list(float), default=default.eps, help="comma-separated L-inf radii")
     parser.add_argument(

@@ -1,8 +1,10 @@
 """``stochdef crosscheck``: the in-house attacks against Foolbox 3, ART, torchattacks and advertorch.
 
 * :mod:`.models` -- the small models the harness trains (seconds) and attacks;
-* :mod:`.libraries` -- the advertorch LocalSearch reference and torchattacks' ``EOTPGD`` loop;
-* :mod:`.checks` -- exact parity, minimal-eps FGSM and DeepFool agreement on deterministic models;
+* :mod:`.references` -- the advertorch LocalSearch reference and torchattacks' ``EOTPGD`` loop (every other
+  library attack comes from :mod:`stochdef.evaluations.libraries`);
+* :mod:`.checks` -- :class:`~.checks.Setting` (a row label and its attack spec); exact parity, minimal-eps
+  FGSM and DeepFool agreement on deterministic models;
 * :mod:`.randomized` -- LocalSearch rates and robust accuracy on randomized models, with intervals;
 * :mod:`.report` -- the console table and the Markdown report;
 * :mod:`.harness` -- :func:`run` (every check on every model) and :func:`save`.

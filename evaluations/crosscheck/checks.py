@@ -24,9 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import libraries
+from ..libraries import AttackSpec, unsupported
 from ..stats import two_proportion_tolerance
-from . import libraries as libs
 from .models import Trained
+
+LIBRARIES: tuple[str, ...] = tuple(lib for lib in libraries.LIBRARIES if lib != "inhouse")
 
 EXACT_TOL = 1e-6
 L2_TOL = 1e-5  # L2 PGD vs ART / torchattacks: how far apart an example must be to count as diverged
@@ -46,6 +49,14 @@ DEEPFOOL_DIFFERENCES = {
     "torchattacks": "overshoot on every step and the iterate clipped every step: it converges onto the boundary "
     "without crossing when the clip removes part of the step",
 }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One cross-check configuration: its row label (``pgd-l2``, ``fgsm-targeted``, ...) and the attack."""
+
+    label: str
+    spec: AttackSpec
 
 
 @dataclass
@@ -86,32 +97,39 @@ def _seed(seed: int) -> None:
     np.random.seed(seed)
 
 
+def n_a(row: Row, reason: str) -> Row:
+    """``row`` marked skipped: the library has no counterpart, for ``reason``."""
+    row.value, row.note = "n/a", f"no counterpart in this library: {reason}"
+    return row
+
+
 # ---- exact parity -------------------------------------------------------------------------------------------
 
 
-def exact_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
+def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
     """Bit-level comparison of FGSM / PGD / BIM on a deterministic model.
 
     L2 PGD is bit-identical with Foolbox only: ART clips before it projects (for L2 the two do not commute)
     and torchattacks rounds the normalization differently (``g / (||g|| + 1e-10)``; ulps that can grow over
     the steps), so those two rows compare success rates instead (:data:`L2_DIFFERENCES`).
     """
-    model, classes = trained.model, trained.data.num_classes
+    model, classes, spec = trained.model, trained.data.num_classes, setting.spec
     _seed(seed)
-    ours, t_ours = timed(lambda: libs.inhouse(setting, model, x, y).x_adv, x.device)
-    l2 = setting.params.get("norm") == "l2"
+    ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y).x_adv, x.device)
+    l2 = spec.norm == "l2"
     rows = []
-    for name in libs.LIBRARIES:
+    for name in LIBRARIES:
+        row = Row(trained.case.name, setting.label, name, "exact", len(x), "max |x_adv - x_adv'|", "", None)
+        reason = unsupported(name, spec)
+        if reason is not None:
+            row.seconds = {"in-house": t_ours, name: 0.0}
+            rows.append(n_a(row, reason))
+            continue
         _seed(seed)
         theirs, t_lib = timed(
-            partial(libs.library, name, setting, model, x, y, randomized=False, num_classes=classes), x.device
+            partial(libraries.run, name, spec, model, x, y, num_classes=classes, native=True), x.device
         )
-        row = Row(trained.case.name, setting.attack, name, "exact", len(x), "max |x_adv - x_adv'|", "", None)
         row.seconds = {"in-house": t_ours, name: t_lib}
-        if theirs is None:
-            row.value, row.note = "n/a", "no counterpart in this library"
-            rows.append(row)
-            continue
         diff = float((theirs - ours).abs().max())
         row.value = f"{diff:.3g}" + (" (bit-identical)" if diff == 0.0 else "")
         row.passed = diff <= EXACT_TOL
@@ -130,16 +148,15 @@ def exact_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torc
     return rows
 
 
-def minimal_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torch.Tensor) -> list[Row]:
+def minimal_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor) -> list[Row]:
     """Minimal-eps FGSM (no refinement) against ART's ``FastGradientMethod(minimal=True)`` on the same grid."""
-    model = trained.model
-    ours, t_ours = timed(lambda: libs.inhouse(setting, model, x, y), x.device)
+    model, spec = trained.model, setting.spec
+    ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y), x.device)
     art, t_art = timed(
-        lambda: libs.library("art", setting, model, x, y, randomized=False, num_classes=trained.data.num_classes),
+        lambda: libraries.run("art", spec, model, x, y, num_classes=trained.data.num_classes, native=True),
         x.device,
     )
-    assert art is not None
-    grid_step = setting.params["max_eps"] / setting.params["epsilons"]
+    grid_step = spec.max_eps / spec.epsilons
     art_success = _predict(model, art) != y
     art_index = torch.round((art - x).abs().flatten(1).amax(1) / grid_step)
     our_index = torch.round(ours.eps / grid_step)
@@ -147,7 +164,7 @@ def minimal_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: to
     worst = float((art_index - our_index)[both].abs().max()) if bool(both.any()) else 0.0
     same_success = int((ours.success == art_success).sum())
     row = Row(
-        trained.case.name, setting.attack, "art", "minimal", len(x), "grid steps apart; success agreement", "", None
+        trained.case.name, setting.label, "art", "minimal", len(x), "grid steps apart; success agreement", "", None
     )
     row.value = f"{worst:.0f} (worst); success agrees on {same_success}/{len(x)}"
     row.passed = worst <= 1 and same_success == len(x)
@@ -194,31 +211,32 @@ def stall_share(
     return share, margin
 
 
-def deepfool_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
+def deepfool_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
     """DeepFool on the correctly classified examples: success agreement and perturbation-norm ratios."""
-    model = trained.model
+    model, spec = trained.model, setting.spec
     keep = _predict(model, x) == y
     x, y = x[keep], y[keep]
-    overshoot, steps = setting.params["overshoot"], setting.params["steps"]
-    ord_ = 2 if setting.params["norm"] == "l2" else float("inf")
-    ours, t_ours = timed(lambda: libs.inhouse(setting, model, x, y), x.device)
+    overshoot, steps = spec.overshoot, spec.steps
+    ord_ = 2 if spec.norm == "l2" else float("inf")
+    ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y), x.device)
     our_norm = torch.linalg.vector_norm((ours.x_adv - x).flatten(1), ord=ord_, dim=1)
     band = (1 / (1 + overshoot) - SLACK, 1 + overshoot + SLACK)
     rows = []
-    for name in libs.LIBRARIES:
+    for name in LIBRARIES:
+        row = Row(
+            trained.case.name, setting.label, name, "deepfool", len(x), "success; norm ratio lib/in-house", "", None
+        )
+        reason = unsupported(name, spec)
+        if reason is not None:
+            row.seconds = {"in-house": t_ours, name: 0.0}
+            rows.append(n_a(row, reason))
+            continue
         _seed(seed)
         theirs, t_lib = timed(
-            partial(libs.library, name, setting, model, x, y, randomized=False, num_classes=trained.data.num_classes),
+            partial(libraries.run, name, spec, model, x, y, num_classes=trained.data.num_classes, native=True),
             x.device,
         )
-        row = Row(
-            trained.case.name, setting.attack, name, "deepfool", len(x), "success; norm ratio lib/in-house", "", None
-        )
         row.seconds = {"in-house": t_ours, name: t_lib}
-        if theirs is None:
-            row.value, row.note = "n/a", "no counterpart in this library"
-            rows.append(row)
-            continue
         success = _predict(model, theirs) != y
         both = success & ours.success
         ratio = torch.linalg.vector_norm((theirs - x).flatten(1), ord=ord_, dim=1)[both] / our_norm[both]
@@ -228,7 +246,7 @@ def deepfool_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: t
         our_fail = (success & ~ours.success).nonzero().squeeze(1)
         stalled, margins = 0, []
         if lib_fail.numel():
-            share, margin = stall_share(model, theirs[lib_fail], y[lib_fail], setting.bounds)
+            share, margin = stall_share(model, theirs[lib_fail], y[lib_fail], spec.bounds)
             stalled = int(((1 + overshoot) * share < 1).sum())
             margins = margin.tolist()
         out_of_steps = int((ours.steps[our_fail] >= steps).sum()) if our_fail.numel() else 0

@@ -11,9 +11,11 @@ from torch import nn
 
 from stochdef.adapters import expectation
 
+from .. import libraries
+from ..libraries import AttackSpec, unsupported
 from ..stats import intervals_overlap, median_interval, two_proportion_tolerance, wilson_interval
-from . import libraries as libs
-from .checks import CONFIDENCE, Z_RATES, Row, _predict, _seed, stall_share, timed
+from . import references
+from .checks import CONFIDENCE, LIBRARIES, Z_RATES, Row, Setting, _predict, _seed, n_a, stall_share, timed
 from .models import Trained
 
 RETESTS = 8  # fresh tests of a DeepFool point in the "left on the boundary" diagnosis
@@ -29,22 +31,22 @@ ESTIMATORS: dict[str, str] = {
 }
 
 
-def localsearch_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
+def localsearch_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
     """Success rate and median queries of in-house LocalSearch against advertorch's, on correct examples."""
-    model = trained.model
+    model, spec = trained.model, setting.spec
     keep = _predict(model, x) == y
     x, y = x[keep], y[keep]
     row = Row(
-        trained.case.name, setting.attack, "advertorch", "localsearch", len(x), "success rate; median queries", "", None
+        trained.case.name, setting.label, "advertorch", "localsearch", len(x), "success rate; median queries", "", None
     )
-    cls, reason = libs.import_advertorch()
+    cls, reason = references.import_advertorch()
     if cls is None:
         row.value, row.note = "skipped", reason
         return [row]
     _seed(seed)
-    ours, t_ours = timed(lambda: libs.inhouse(setting, model, x, y), x.device)
+    ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y), x.device)
     _seed(seed)
-    out, t_lib = timed(lambda: libs.advertorch_local_search(setting, model, x, y), x.device)
+    out, t_lib = timed(lambda: references.advertorch_local_search(spec, model, x, y), x.device)
     assert out is not None
     adv, queries = out
     theirs = _predict(model, adv) != y
@@ -62,10 +64,8 @@ def localsearch_rows(trained: Trained, setting: libs.Setting, x: torch.Tensor, y
         f"{float(our_queries.median()):.0f} vs {float(queries.float().median()):.0f}"
     )
     row.seconds = {"in-house": t_ours, "advertorch": t_lib}
-    row.note = (
-        f"select={setting.params['select']}, rounds={setting.params['rounds']}; advertorch as Foolbox 2.x "
-        "(comply_with_foolbox=True)"
-        + (", its ranking flipped to Foolbox 2.4's" if setting.params["select"] == "highest" else "")
+    row.note = f"select={spec.select}, rounds={spec.rounds}; advertorch as Foolbox 2.x (comply_with_foolbox=True)" + (
+        ", its ranking flipped to Foolbox 2.4's" if spec.select == "highest" else ""
     )
     row.details = {
         "success_inhouse": s1,
@@ -88,7 +88,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sampl
 
 
 def weaker_by_design(
-    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, setting: libs.Setting, *, seed: int
+    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, spec: AttackSpec, *, seed: int
 ) -> dict[str, int]:
     """Diagnose DeepFool points of a library that a randomized model still classifies correctly.
 
@@ -98,18 +98,18 @@ def weaker_by_design(
       with ``samples`` draws each, some call it adversarial and some do not. A library that stops an example
       at its first adversarial test (torchattacks) leaves such points.
     """
-    share, _ = stall_share(model, x_adv, y, setting.bounds, samples=setting.samples)
-    stalled = (1 + setting.params["overshoot"]) * share < 1
+    share, _ = stall_share(model, x_adv, y, spec.bounds, samples=spec.samples)
+    stalled = (1 + spec.overshoot) * share < 1
     torch.manual_seed(seed)
     with torch.no_grad():
-        hits = sum((expectation(model, x_adv, samples=setting.samples).argmax(1) != y).long() for _ in range(RETESTS))
+        hits = sum((expectation(model, x_adv, samples=spec.samples).argmax(1) != y).long() for _ in range(RETESTS))
     on_boundary = (hits > 0) & (hits < RETESTS)
     return {"stalled": int(stalled.sum()), "on_boundary": int((on_boundary & ~stalled).sum()),
             "explained": int((stalled | on_boundary).sum())}  # fmt: skip
 
 
 def randomized_rows(
-    trained: Trained, setting: libs.Setting, x: torch.Tensor, y: torch.Tensor, *, seed: int, eval_samples: int
+    trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, *, seed: int, eval_samples: int
 ) -> list[Row]:
     """Robust accuracy (Wilson interval) of each library's attack vs in-house at equal ``samples``.
 
@@ -118,49 +118,49 @@ def randomized_rows(
     correct but in-house does not is diagnosed by :func:`weaker_by_design`; an in-house attack weaker than a
     library is never excused.
     """
-    model, n = trained.model, len(x)
-    name = setting.attack
+    model, n, spec = trained.model, len(x), setting.spec
+    name = setting.label
     _seed(seed)
-    ours, t_ours = timed(lambda: libs.inhouse(setting, model, x, y).x_adv, x.device)
+    ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y).x_adv, x.device)
     ours_correct = robust_accuracy(model, ours, y, samples=eval_samples, seed=seed + 1)
     base = int(ours_correct.sum())
     base_ci = wilson_interval(base, n, confidence=CONFIDENCE)
-    candidates: list[str] = ["advertorch"] if name.startswith("localsearch") else list(libs.LIBRARIES)
-    if name.startswith("pgd"):
+    candidates: list[str] = ["advertorch"] if spec.attack == "localsearch" else list(LIBRARIES)
+    if spec.attack == "pgd":
         candidates.append("torchattacks-eotpgd")
     rows = []
     for lib in candidates:
         row = Row(trained.case.name, name, lib, "randomized", n, "robust accuracy (99% Wilson)", "", None)
+        reason = None if lib in ("advertorch", "torchattacks-eotpgd") else unsupported(lib, spec)
+        if reason is not None:
+            rows.append(n_a(row, reason))
+            continue
         _seed(seed)
         if lib == "advertorch":
-            if libs.import_advertorch()[0] is None:
-                row.value, row.note = "skipped", libs.import_advertorch()[1]
+            if references.import_advertorch()[0] is None:
+                row.value, row.note = "skipped", references.import_advertorch()[1]
                 rows.append(row)
                 continue
-            out, t_lib = timed(lambda: libs.advertorch_local_search(setting, model, x, y), x.device)
-            theirs = None if out is None else out[0]
+            out, t_lib = timed(lambda: references.advertorch_local_search(spec, model, x, y), x.device)
+            assert out is not None
+            theirs = out[0]
         elif lib == "torchattacks-eotpgd":
-            theirs, t_lib = timed(lambda: libs.eotpgd(setting, model, x, y), x.device)
+            theirs, t_lib = timed(lambda: references.eotpgd(spec, model, x, y), x.device)
         else:
             theirs, t_lib = timed(
-                partial(libs.library, lib, setting, model, x, y, randomized=True, num_classes=trained.data.num_classes),
-                x.device,
+                partial(libraries.run, lib, spec, model, x, y, num_classes=trained.data.num_classes), x.device
             )
-        if theirs is None:
-            row.value, row.note = "n/a", "no counterpart in this library"
-            rows.append(row)
-            continue
         correct = robust_accuracy(model, theirs, y, samples=eval_samples, seed=seed + 1)
         count = int(correct.sum())
         ci = wilson_interval(count, n, confidence=CONFIDENCE)
         row.passed = intervals_overlap(base_ci, ci)
         row.value = f"{base / n:.3f} [{base_ci[0]:.3f}, {base_ci[1]:.3f}] vs {count / n:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
         row.seconds = {"in-house": t_ours, lib: t_lib}
-        row.note = f"samples={setting.samples}; {lib}: {ESTIMATORS.get(lib, '')}"
+        row.note = f"samples={spec.samples}; {lib}: {ESTIMATORS.get(lib, '')}"
         row.details = {"inhouse": base, "library": count, "interval_inhouse": base_ci, "interval_library": ci}
         weaker = (correct & ~ours_correct).nonzero().squeeze(1)
         if not row.passed and name.startswith("deepfool") and count > base and weaker.numel():
-            why = weaker_by_design(model, theirs[weaker], y[weaker], setting, seed=seed + 2)
+            why = weaker_by_design(model, theirs[weaker], y[weaker], spec, seed=seed + 2)
             row.passed = why["explained"] == weaker.numel()
             row.note += (
                 f"; weaker by design on {why['explained']}/{weaker.numel()} examples it leaves correct: "

@@ -1,9 +1,9 @@
 """``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
 
-The job's layers, each depending only on those above it:
+The job's layers, each depending only on those above it (how each library runs each attack is
+:mod:`stochdef.evaluations.libraries`):
 
 * :mod:`.results` -- the resumable JSONL store of cells, and the cell keys and seeds;
-* :mod:`.runners` -- how one library runs one attack through its adapter;
 * :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
 * :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
 * :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;

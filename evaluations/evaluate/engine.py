@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from tqdm.auto import tqdm
 from stochdef.adapters import is_random
 from stochdef.defenses import data as datasets
 
+from .. import libraries
+from ..libraries import ESTIMATORS, AttackSpec
 from .diagnose import diagnose
 from .results import ResultsFile, cell_seed
 from .run import (
@@ -41,7 +42,6 @@ from .run import (
     seed_everything,
     transfer_key,
 )
-from .runners import ESTIMATORS, AttackSpec, run_attack
 from .transfer import transfer_cell
 
 logger = logging.getLogger(__name__)
@@ -82,12 +82,14 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
         }
     elif kind == "attack":
         defense, library, spec = payload
-        fields = {"defense": defense, "library": library, **asdict(spec), "step": spec.step_size}
+        # The fields an attack cell has always recorded (the spec's other settings are the table's defaults).
+        setting = {"attack": spec.attack, "eps": spec.eps, "samples": spec.samples, "steps": spec.steps}
+        fields = {"defense": defense, "library": library, **setting, "step": spec.step_size, "bounds": spec.bounds}
         if spec.samples > 1 and not run.is_random(defense):
             fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
         else:
             model = run.model(defense)
-            x_adv = run_attack(library, spec, model, run.x, run.y, num_classes=run.num_classes)
+            x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
             fields.update(
                 estimator=ESTIMATORS[library] if spec.samples > 1 else "one draw per gradient (naive)",
                 linf=float((x_adv - run.x).abs().max()),

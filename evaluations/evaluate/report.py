@@ -6,9 +6,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ..libraries import ESTIMATORS, AttackSpec
 from .results import ResultsFile
 from .run import EvalConfig, attack_key, clean_key, indicator_key, transfer_key
-from .runners import ESTIMATORS, AttackSpec
 from .transfer import rho
 
 

@@ -22,9 +22,9 @@ from stochdef.defenses import zoo
 from stochdef.defenses.mwd import mwd_layers, set_gradient
 from stochdef.defenses.validation import check_choice, check_int, check_range
 
+from ..libraries import EVAL_ATTACKS, LIBRARIES, AttackSpec
 from ..stats import wilson_interval
 from .results import ResultsFile, cell_key
-from .runners import ATTACKS, LIBRARIES, AttackSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class EvalConfig:
 
     dataset: str = "mnist5k"
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
-    attacks: tuple[str, ...] = ATTACKS
+    attacks: tuple[str, ...] = EVAL_ATTACKS
     libraries: tuple[str, ...] = LIBRARIES
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)
     samples: tuple[int, ...] = (1, 8)
@@ -55,7 +55,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, datasets.DATASETS)
         for a in self.attacks:
-            check_choice("attack", a, ATTACKS)
+            check_choice("attack", a, EVAL_ATTACKS)
         for lib in self.libraries:
             check_choice("library", lib, LIBRARIES)
         for e in self.eps:

@@ -11,7 +11,6 @@ import torch
 import torchattacks
 from art.attacks.evasion import (
     CarliniL2Method,
-    DeepFool,
     FastGradientMethod,
     ProjectedGradientDescent,
 )
@@ -19,6 +18,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from stochdef.adapters import ensemble_accuracy, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.evaluations.libraries import AttackSpec, run
 
 EPS, STEP, STEPS = 0.15, 0.02, 10
 SHAPE = (1, 8, 8)
@@ -164,45 +164,26 @@ def test_adapter_bad_configuration_raises(noisy_digits_mlp: nn.Module) -> None:
 # ---- (3)+(4) real attacks through the adapters lower a randomized model's accuracy; it stays random -------
 
 
-def _foolbox(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    fb_attack = (
-        fb.attacks.FGSM()
-        if attack == "fgsm"
-        else fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False)
+def _spec(attack: str) -> AttackSpec:
+    if attack == "deepfool":
+        return AttackSpec("deepfool", norm="l2", steps=20, overshoot=0.1, candidates=10, samples=16)
+    return AttackSpec(attack, EPS, step=STEP, steps=STEPS, samples=16)
+
+
+def _carlini_wagner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ART's C&W L2 through ``to_art`` (not an attack of the evaluations' table: only the adapter is tested)."""
+    clf = to_art(model, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=16, output="logits")
+    attack = CarliniL2Method(
+        clf,
+        confidence=2.0,
+        max_iter=20,
+        binary_search_steps=3,
+        learning_rate=0.05,
+        initial_const=1.0,
+        batch_size=100,  # ART's default of 1 optimizes one example at a time: 100x the model calls
+        verbose=False,
     )
-    return fb_attack(to_foolbox(model, bounds=(0, 1), samples=16), x, y, epsilons=EPS)[1]
-
-
-def _art(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    output = "logits" if attack in ("deepfool", "cw") else "probs"
-    clf = to_art(model, input_shape=SHAPE, nb_classes=10, clip_values=(0, 1), samples=16, output=output)
-    art_attack = {
-        "fgsm": lambda: FastGradientMethod(clf, eps=EPS),
-        "pgd": lambda: ProjectedGradientDescent(clf, eps=EPS, eps_step=STEP, max_iter=STEPS, verbose=False),
-        "deepfool": lambda: DeepFool(clf, max_iter=20, epsilon=0.1, nb_grads=10, verbose=False),
-        "cw": lambda: CarliniL2Method(
-            clf,
-            confidence=2.0,
-            max_iter=20,
-            binary_search_steps=3,
-            learning_rate=0.05,
-            initial_const=1.0,
-            batch_size=100,  # ART's default of 1 optimizes one example at a time: 100x the model calls
-            verbose=False,
-        ),
-    }[attack]()
-    labels = None if attack == "deepfool" else y.numpy()
-    return torch.from_numpy(art_attack.generate(x.numpy(), y=labels))
-
-
-def _torchattacks(attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    tmodel = to_torchattacks(model, samples=16)
-    ta = (
-        torchattacks.FGSM(tmodel, eps=EPS)
-        if attack == "fgsm"
-        else torchattacks.PGD(tmodel, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)
-    )
-    return ta(x, y)
+    return torch.from_numpy(attack.generate(x.numpy(), y=y.numpy()))
 
 
 CASES = [
@@ -225,8 +206,8 @@ def test_attacks_through_adapters_lower_accuracy(
     x, y = digits.x_test[:100], digits.y_test[:100]
     model = noisy_digits_mlp.train()  # the libraries must put it in eval mode themselves
     clean = ensemble_accuracy(model, x, y, samples=64)
-    run = {"foolbox": _foolbox, "art": _art, "torchattacks": _torchattacks}[library]
-    x_adv = run(attack, model, x, y)
+    # C&W is not in the evaluations' table; the others run through the adapters as the evaluations run them
+    x_adv = _carlini_wagner(model, x, y) if attack == "cw" else run(library, _spec(attack), model, x, y, num_classes=10)
     assert x_adv.shape == x.shape
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
     if attack in ("fgsm", "pgd"):

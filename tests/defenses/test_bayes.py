@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import math
 
-import foolbox as fb
 import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
-from art.attacks.evasion import FastGradientMethod
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from stochdef.adapters import EoT, is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.adapters import EoT, is_random, to_torchattacks
 from stochdef.defenses import fit, pgd_adversary, small_cnn, zoo
 from stochdef.defenses.bayes import (
     BayesBatchNorm2d,
@@ -34,6 +32,7 @@ from stochdef.defenses.bayes import (
     to_bayesian,
 )
 from stochdef.defenses.functional import gaussian_linear
+from stochdef.evaluations.libraries import AttackSpec, run
 
 N = 20_000  # draws per statistical check
 Z = 6.0
@@ -257,12 +256,7 @@ def trained_bnn(digits) -> nn.Module:  # type: ignore[no-untyped-def]
 
 
 def _fgsm(library: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    if library == "foolbox":
-        return fb.attacks.FGSM()(to_foolbox(model, bounds=(0, 1), samples=8), x, y, epsilons=eps)[1]
-    if library == "art":
-        clf = to_art(model, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=8)
-        return torch.from_numpy(FastGradientMethod(clf, eps=eps).generate(x.numpy(), y=y.numpy()))
-    return torchattacks.FGSM(to_torchattacks(model, samples=8), eps=eps)(x, y)
+    return run(library, AttackSpec("fgsm", eps, samples=8), model, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import math
 
-import foolbox as fb
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchattacks
-from art.attacks.evasion import FastGradientMethod
 from torch import nn
 
-from stochdef.adapters import to_art, to_foolbox, to_torchattacks
 from stochdef.defenses import Dataset, fit
 from stochdef.defenses import mwd_functional as mf
 from stochdef.defenses.mwd import (
@@ -30,6 +25,7 @@ from stochdef.defenses.mwd import (
     square_error_loss,
 )
 from stochdef.defenses.mwd_functional import LargeAttractorExp, SharedFeedbackMax, max_weighted_sq_distance, mwd_unit
+from stochdef.evaluations.libraries import AttackSpec, run
 
 EPS = 0.1
 
@@ -232,10 +228,9 @@ def test_bad_gradient_switches_raise() -> None:
 # ---- through the adapters, in both gradient modes ---------------------------------------------------
 
 
-def _fgsm_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    xr = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(net(xr), y), xr)
-    return (x + EPS * grad.sign()).clamp(0, 1)
+def _fgsm(library: str, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """FGSM from ``library`` (through its adapter at one draw), or the in-house reference."""
+    return run(library, AttackSpec("fgsm", EPS), net, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("mode", ["true", "pseudo"])
@@ -246,16 +241,9 @@ def test_mwd_through_every_adapter_in_both_gradient_modes(
     net = mwd_net((64, 32, 10), units=("mixed", "nand"), generator=torch.Generator().manual_seed(0)).to(device)
     x, y = digits.x_test[:32].to(device), digits.y_test[:32].to(device)
     with gradient_mode(net, mode):
-        expected = _fgsm_reference(net, x, y)
-        if library == "foolbox":
-            adv = fb.attacks.FGSM()(to_foolbox(net, bounds=(0, 1), samples=1), x, y, epsilons=EPS)[1]
-        elif library == "torchattacks":
-            adv = torchattacks.FGSM(to_torchattacks(net, samples=1), eps=EPS)(x, y)
-        else:
-            clf = to_art(net, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=1, output="logits")
-            onehot = np.eye(10, dtype=np.float32)[y.cpu().numpy()]
-            adv = torch.from_numpy(FastGradientMethod(clf, eps=EPS).generate(x.cpu().numpy(), y=onehot)).to(device)
+        expected = _fgsm("inhouse", net, x, y)
+        adv = _fgsm(library, net, x, y)
     other: GradientMode = "pseudo" if mode == "true" else "true"
     with gradient_mode(net, other):
-        assert not torch.equal(_fgsm_reference(net, x, y), expected)  # the mode decides the attack
+        assert not torch.equal(_fgsm("inhouse", net, x, y), expected)  # the mode decides the attack
     torch.testing.assert_close(adv, expected, rtol=0, atol=1e-6)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 
-import foolbox as fb
 import numpy as np
 import pytest
 import torch
-import torchattacks
-from art.attacks.evasion import FastGradientMethod
 from scipy import stats
 from torch import nn
 
-from stochdef.adapters import is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.adapters import is_random
 from stochdef.defenses import zoo
 from stochdef.defenses.models import SmallResNet, mlp
 from stochdef.defenses.noise import DISTRIBUTIONS, NoiseInjection, inject_noise, noise_layers, sample_noise
+from stochdef.evaluations.libraries import AttackSpec, run
 
 STD = 0.7
 # Exact laws for std = STD, and the kurtosis E[(X-mu)^4]/sigma^4 that sets the spread of the sample std.
@@ -142,12 +140,7 @@ EPS = 0.1
 
 
 def _fgsm(library: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if library == "foolbox":
-        return fb.attacks.FGSM()(to_foolbox(model, bounds=(0, 1), samples=8), x, y, epsilons=EPS)[1]
-    if library == "art":
-        clf = to_art(model, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=8)
-        return torch.from_numpy(FastGradientMethod(clf, eps=EPS).generate(x.numpy(), y=np.eye(10)[y.numpy()]))
-    return torchattacks.FGSM(to_torchattacks(model, samples=8), eps=EPS)(x, y)
+    return run(library, AttackSpec("fgsm", EPS, samples=8), model, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 
-import foolbox as fb
 import pytest
 import torch
 import torchattacks
-from art.attacks.evasion import FastGradientMethod
 from torch import nn
 
-from stochdef.adapters import EoT, is_random, to_art, to_foolbox, to_torchattacks
+from stochdef.adapters import EoT, is_random, to_torchattacks
 from stochdef.defenses import NoiseInjection, fit, small_cnn, zoo
 from stochdef.defenses.rse import to_rse
+from stochdef.evaluations.libraries import AttackSpec, run
 
 N = 20_000
 Z = 6.0
@@ -74,13 +73,7 @@ def trained_rse(digits) -> nn.Module:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
 def test_fgsm_through_each_library(trained_rse: nn.Module, digits, library: str) -> None:
     x, y = digits.x_test[:16], digits.y_test[:16]
-    if library == "foolbox":
-        x_adv = fb.attacks.FGSM()(to_foolbox(trained_rse, bounds=(0, 1), samples=8), x, y, epsilons=0.1)[1]
-    elif library == "art":
-        clf = to_art(trained_rse, input_shape=(1, 8, 8), nb_classes=10, clip_values=(0, 1), samples=8)
-        x_adv = torch.from_numpy(FastGradientMethod(clf, eps=0.1).generate(x.numpy(), y=y.numpy()))
-    else:
-        x_adv = torchattacks.FGSM(to_torchattacks(trained_rse, samples=8), eps=0.1)(x, y)
+    x_adv = run(library, AttackSpec("fgsm", 0.1, samples=8), trained_rse, x, y, num_classes=10)
     assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
     assert (x_adv >= 0).all() and (x_adv <= 1).all()
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)

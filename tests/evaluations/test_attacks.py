@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchattacks
-from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
-from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from stochdef.adapters import EoT
 from stochdef.evaluations.attacks import deepfool, fgsm, fgsm_minimal, local_search, pgd
 from stochdef.evaluations.attacks.deepfool import linearize
-from stochdef.evaluations.crosscheck import libraries as crosscheck_libs
+from stochdef.evaluations.crosscheck import references
+from stochdef.evaluations.libraries import AttackSpec, run, unsupported
 from stochdef.evaluations.stats import intervals_overlap, median_interval, two_proportion_tolerance
 
 EPS, STEP, STEPS = 0.1, 0.01, 10
@@ -35,51 +33,14 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 # ---- FGSM / PGD / BIM: bit-identical with each library -----------------------------------------------------
 
 
-def _library(library: str, attack: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool):  # type: ignore[no-untyped-def]
-    if library == "foolbox":
-        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=x.device)
-        criterion = fb.criteria.TargetedMisclassification(y) if targeted else y
-        fb_attack = {
-            "fgsm": fb.attacks.FGSM(),
-            "pgd": fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False),
-            "bim": fb.attacks.LinfBasicIterativeAttack(abs_stepsize=STEP, steps=STEPS),
-        }[attack]
-        return fb_attack(fmodel, x, criterion, epsilons=EPS)[1]
-    if library == "art":
-        clf = PyTorchClassifier(
-            model,
-            loss=nn.CrossEntropyLoss(),
-            input_shape=(1, 8, 8),
-            nb_classes=10,
-            clip_values=(0, 1),
-            device_type="gpu" if x.device.type == "cuda" else "cpu",
-        )
-        kw = {"targeted": targeted, "batch_size": len(x)}
-        art_attack = {
-            "fgsm": lambda: FastGradientMethod(clf, eps=EPS, **kw),
-            "pgd": lambda: ProjectedGradientDescent(
-                clf, eps=EPS, eps_step=STEP, max_iter=STEPS, num_random_init=0, verbose=False, **kw
-            ),
-            "bim": lambda: BasicIterativeMethod(clf, eps=EPS, eps_step=STEP, max_iter=STEPS, verbose=False, **kw),
-        }[attack]()
-        return torch.from_numpy(art_attack.generate(x.cpu().numpy(), y=y.cpu().numpy())).to(x.device)
-    ta_attack = {
-        "fgsm": lambda: torchattacks.FGSM(model, eps=EPS),
-        "pgd": lambda: torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=False),
-        "bim": lambda: torchattacks.BIM(model, eps=EPS, alpha=STEP, steps=STEPS),
-    }[attack]()
-    if targeted:
-        ta_attack.set_mode_targeted_by_label(quiet=True)
-    return ta_attack(x, y)
-
-
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize(
     ("attack", "targeted"), [("fgsm", False), ("fgsm", True), ("pgd", False), ("pgd", True), ("bim", False)]
 )
 def test_bit_identical_with_libraries(plain_digits_mlp, digits, device, library, attack, targeted) -> None:  # type: ignore[no-untyped-def]
-    if library == "foolbox" and attack == "fgsm" and targeted:
-        pytest.skip("Foolbox 3's FGSM has no targeted mode")
+    spec = AttackSpec(attack, EPS, step=STEP, steps=STEPS, targeted=targeted)
+    if unsupported(library, spec):
+        pytest.skip(unsupported(library, spec))  # Foolbox 3's FGSM has no targeted mode
     model = plain_digits_mlp.to(device).eval()
     x, y = _data(digits, device)
     labels = (y + 1) % 10 if targeted else y
@@ -87,7 +48,7 @@ def test_bit_identical_with_libraries(plain_digits_mlp, digits, device, library,
         ours = fgsm(model, x, labels, eps=EPS, targeted=targeted).x_adv
     else:
         ours = pgd(model, x, labels, eps=EPS, step=STEP, steps=STEPS, targeted=targeted).x_adv
-    theirs = _library(library, attack, model, x, labels, targeted)
+    theirs = run(library, spec, model, x, labels, num_classes=10, native=True)
     if library == "torchattacks" and attack == "bim":
         # torchattacks' BIM rebuilds the projection with mask arithmetic: x0 + (x - x0) is not x in float32.
         assert float((ours - theirs).abs().max()) <= 1e-7
@@ -290,16 +251,16 @@ def test_local_search_counts_queries_and_only_queries(plain_digits_mlp, digits) 
 
 
 def _advertorch_rates(model, digits, select: str, rounds: int, n: int):  # type: ignore[no-untyped-def]
-    cls, reason = crosscheck_libs.import_advertorch()
+    cls, reason = references.import_advertorch()
     if cls is None:
         pytest.skip(reason)
     x, y = _data(digits, "cpu", n)
     keep = model(x).argmax(1) == y
     x, y = x[keep], y[keep]
-    setting = crosscheck_libs.Setting("localsearch", {"select": select, "rounds": rounds})
+    spec = AttackSpec("localsearch", select=select, rounds=rounds)
     torch.manual_seed(0)
     ours = local_search(model, x, y, rounds=rounds, select=select)
-    out = crosscheck_libs.advertorch_local_search(setting, model, x, y)
+    out = references.advertorch_local_search(spec, model, x, y)
     assert out is not None
     theirs = model(out[0]).argmax(1) != y
     return ours, theirs, out[1], len(x)

@@ -15,9 +15,10 @@ from torch import nn
 
 from stochdef.evaluations import cli, crosscheck
 from stochdef.evaluations.crosscheck import checks as crosscheck_checks
-from stochdef.evaluations.crosscheck import libraries as crosscheck_libs
+from stochdef.evaluations.crosscheck import references
 from stochdef.evaluations.crosscheck.checks import stall_share
 from stochdef.evaluations.crosscheck.models import MODELS, ModelCase, Trained
+from stochdef.evaluations.libraries import AttackSpec
 from stochdef.evaluations.stats import (
     clopper_pearson_interval,
     intervals_overlap,
@@ -80,7 +81,7 @@ def test_quick_crosscheck_localsearch_rows(quick_report) -> None:  # type: ignor
     _, report, _ = quick_report
     rows = _rows(report, kind="localsearch")
     assert len(rows) == 2
-    if crosscheck_libs.import_advertorch()[0] is None:
+    if references.import_advertorch()[0] is None:
         assert all(r["passed"] is None and "advertorch" in r["note"] for r in rows)
     else:
         assert all(r["passed"] for r in rows)
@@ -90,7 +91,7 @@ def test_disagreement_fails_the_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, digits, plain_digits_mlp
 ) -> None:  # type: ignore[no-untyped-def]
     trained = Trained(MODELS["mlp-digits"], plain_digits_mlp, digits, 0.95, 0.0)
-    setting = crosscheck_libs.Setting("bim", {"eps": 0.1, "step": 0.01, "steps": 5})
+    setting = crosscheck_checks.Setting("bim", AttackSpec("bim", 0.1, step=0.01, steps=5))
     x, y = digits.x_test[:32], digits.y_test[:32]
     rows = crosscheck_checks.exact_rows(trained, setting, x, y, seed=0)
     assert all(r.passed for r in rows)

@@ -17,7 +17,7 @@ from stochdef.evaluations.evaluate import EvalConfig, attack_key, clean_key, eva
 from stochdef.evaluations.evaluate.plots import all_plots
 from stochdef.evaluations.evaluate.report import markdown
 from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.evaluate.runners import LIBRARIES, AttackSpec
+from stochdef.evaluations.libraries import LIBRARIES, AttackSpec
 
 SMALL = EvalConfig(
     defenses=("vanilla-mlp", "sdr-learnable"),
