@@ -2,7 +2,7 @@
 
 An EoT estimate runs a randomized model on its batch replicated ``samples`` times along the batch
 dimension (sample-major, :func:`replicate`), so a model that draws independent randomness per row gives
-``samples`` independent draws per input in one vectorized call (DESIGN.md, "EoT: what is averaged").
+``samples`` independent draws per input in one vectorized call (DESIGN.md, §C3).
 :func:`plan` splits that work into model calls of at most ``max_batch`` rows; :func:`chunks` walks
 those calls in order; :func:`chunked_sum` maps a per-call function over them and sums (or otherwise
 combines) what it returns per input row. Every EoT path of the package (the :class:`~stochdef.adapters.EoT`

@@ -1,6 +1,6 @@
 """Expectation over Transformation (EoT): average a randomized model over its own randomness.
 
-Two estimators, named so every result can say which it used (see DESIGN.md, "EoT: what is averaged"):
+Two estimators, named so every result can say which it used (DESIGN.md, §C3):
 
 * :class:`EoT` (``reduce="logits"`` or ``"probs"``) is a module: its output is the mean logits, or the log
   of the mean softmax, over ``samples`` draws. Any attack of any library that holds it differentiates
@@ -11,7 +11,7 @@ Two estimators, named so every result can say which it used (see DESIGN.md, "EoT
   this way). The ART adapter and the in-house attacks use it.
 
 Both replicate the batch ``samples`` times along the batch dimension and run the model on the
-replicated batch, so a model that draws independent randomness per row (DESIGN.md contract 2) gives
+replicated batch, so a model that draws independent randomness per row (DESIGN.md, §C2) gives
 ``samples`` independent draws per input in one vectorized call. Calls are chunked so no model call
 sees more than ``max_batch`` rows; the Python loop runs over chunks, never over samples one by one
 (:func:`stochdef.adapters.chunking.chunked_sum`, the one such loop of the package).
@@ -73,7 +73,7 @@ class EoT(nn.Module):
     ``forward(x)`` returns the mean logits (``reduce="logits"``) or the log of the mean softmax
     (``reduce="probs"``, whose ``softmax`` is the ensemble's class probabilities). The wrapped model
     is called on the batch replicated ``samples`` times; it must draw independent randomness per row
-    and must stay random in ``eval()`` mode (DESIGN.md contracts 1 and 2). With ``samples=1`` the
+    and must stay random in ``eval()`` mode (DESIGN.md, §C1 and §C2). With ``samples=1`` the
     output is exactly ``model(x)`` (``reduce="logits"``).
 
     Inputs are checked on every call (finite, rank, ``bounds``, ``input_shape`` when given, the dtype and

@@ -2,7 +2,7 @@
 
 Every defense stays random in ``eval()`` mode, draws independent randomness for each row of a batch
 (vectorized), repeats exactly under ``torch.manual_seed``, and rejects bad configuration with a
-``ValueError`` naming the argument (DESIGN.md contracts). Trained models come from :mod:`.zoo`.
+``ValueError`` naming the argument (DESIGN.md, §C1, §C2, §C4, §C5). Trained models come from :mod:`.zoo`.
 
 This package exports every name of its modules' ``__all__`` (``data.load`` as ``load_dataset``): the
 layers, converters (``to_bayesian``, ``to_rse``, ``apply_sap``, ``inject_noise``, ...), the Renyi and

@@ -3,7 +3,7 @@ Bayesian Neural Network", ICLR 2019).
 
 Every weight is a random variable ``w = mu + exp(s) * eps``, ``eps ~ N(0, 1)``, with a fully factorized
 Gaussian posterior and the prior ``N(0, s0^2)``. The layers draw new weights on every call, in ``train()``
-and ``eval()`` alike, and **each row of a batch gets its own weights** (DESIGN.md contracts 1 and 2):
+and ``eval()`` alike, and **each row of a batch gets its own weights** (DESIGN.md, §C1 and §C2):
 :class:`BayesLinear`, :class:`BayesConv2d`, :class:`BayesBatchNorm2d` (in :mod:`.bayes_layers`, which says
 how each samples per row, vectorized).
 

@@ -1,7 +1,7 @@
 """The Bayesian layers of Adv-BNN (Liu et al., ICLR 2019); the family's entry point is :mod:`.bayes`.
 
 Each weight is ``w = mu + exp(s) * eps`` with ``eps ~ N(0, 1)`` drawn on every call, in ``train()`` and
-``eval()`` alike, and **each row of a batch gets its own weights** (DESIGN.md contracts 1 and 2):
+``eval()`` alike, and **each row of a batch gets its own weights** (DESIGN.md, §C1 and §C2):
 
 * :class:`BayesLinear` samples its outputs by the local reparameterization trick (as
   :func:`~stochdef.defenses.functional.gaussian_linear`, in log-std form: :func:`log_std_linear`), exact

@@ -11,7 +11,7 @@ Wan et al. instead leave training weights unscaled and approximate inference by 
 the inverted convention the trained ``W`` means the same thing in both switch positions. Only weights
 are masked; the bias is kept (one bias per unit, as in Wan et al.'s ``r = a((M * W) v)``).
 
-Every row of a batch draws its own ``(out, in)`` Bernoulli mask (DESIGN.md contract 2): exact, and
+Every row of a batch draws its own ``(out, in)`` Bernoulli mask (DESIGN.md, §C2): exact, and
 vectorized as one ``bmm`` over per-example weights, so it costs ``O(batch * out * in)`` memory and random
 numbers, unlike ``nn.Linear``. Given ``x``, one unit's output ``y = b + sum_i m_i W_i x_i / (1 - p)``,
 ``m_i ~ Bernoulli(1 - p)``, has mean ``b + W x`` and variance ``p / (1 - p) * sum_i W_i^2 x_i^2``.

@@ -1,4 +1,4 @@
-"""Pure functions for layers whose weights are random per example (DESIGN.md contract 2).
+"""Pure functions for layers whose weights are random per example (DESIGN.md, §C2).
 
 Every row of a batch gets its own weight draw, vectorized, never with a Python loop over examples:
 

@@ -8,7 +8,7 @@ The noise is parameterised by its standard deviation ``std``:
 * ``uniform``: ``U(-a, a)`` with ``a = std * sqrt(3)``;
 * ``exponential``: ``Exp(rate=1/std)`` minus its mean ``std`` (centred, so it shifts nothing on average).
 
-Every element of every row gets its own draw, in ``train()`` and ``eval()`` alike (DESIGN.md contracts 1, 2).
+Every element of every row gets its own draw, in ``train()`` and ``eval()`` alike (DESIGN.md, §C1 and §C2).
 
 What the paper covers: its models add Gaussian or Laplace noise (both exponential family) to the image,
 during training and inference (Section 5.1; models are trained with the noise they are evaluated with);

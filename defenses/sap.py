@@ -28,7 +28,7 @@ gradient unbiased for the Jacobian of ``E[SAP(h)] = h``.
 
 Both are exact up to float32 rounding of ``p`` and its cumulative sum. A map that is all zeros passes
 through unchanged (no NaN). Every row is an independent draw, in ``train()`` and ``eval()`` alike;
-``torch.manual_seed`` (or ``generator``) makes it repeat (DESIGN.md contracts 1-3).
+``torch.manual_seed`` (or ``generator``) makes it repeat (DESIGN.md, §C1, §C2, §C4).
 
 Example:
     >>> import torch

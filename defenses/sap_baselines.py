@@ -1,7 +1,7 @@
 """The baselines of Dhillon et al. (SAP, ICLR 2018), Appendix B and Section 4.1.2, as post-hoc transforms.
 
 Each takes a trained network and returns a randomized copy (no fine-tuning), random in ``eval()`` mode
-and independently per batch row (DESIGN.md contracts 1-2):
+and independently per batch row (DESIGN.md, §C1 and §C2):
 
 * weights (every ``nn.Linear`` / ``nn.Conv2d`` weight tensor; biases untouched):
   RNW :func:`apply_rnw` ``W + N(0, s^2)``; RSW :func:`apply_rsw` ``W * N(1, s^2)`` (i.e. ``N(W, s^2 W^2)``);

@@ -2,8 +2,7 @@
 
 One module serves ``stochdef.defenses``, ``stochdef.adapters`` and ``stochdef.evaluations`` (it sits in the
 lowest layer, the defenses, so that no import runs back up). It is not part of the user API: nothing here is
-exported from :mod:`stochdef.defenses`. What counts as bad input, and where it is checked: DESIGN.md,
-"Bad input".
+exported from :mod:`stochdef.defenses`. What counts as bad input, and where it is checked: DESIGN.md, §C5.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from .models import Trained
 
 RETESTS = 8  # fresh tests of a DeepFool point in the "left on the boundary" diagnosis
 
-# What each library differentiates on a randomized model (DESIGN.md, "EoT: what is averaged").
+# What each library differentiates on a randomized model (DESIGN.md, §C3).
 ESTIMATORS: dict[str, str] = {
     "in-house": "exact E[grad L] over the draws, batched",
     "foolbox": "grad of L(mean logits): EoT module (to_foolbox)",

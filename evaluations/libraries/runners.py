@@ -1,23 +1,24 @@
-"""What each entry of :data:`stochdef.evaluations.libraries.TABLE` calls: one attack in one library.
+"""What each entry of :data:`.table.TABLE` calls: one attack in one library.
 
-Every function takes ``(spec, model, x, y)``, ``model`` being what :func:`~stochdef.evaluations.libraries.wrap`
+Every function takes ``(spec, model, x, y)``, ``model`` being what :func:`.table.wrap`
 made for that library; the in-house ones return an :class:`~stochdef.evaluations.attacks.AttackResult`,
-the others the library's own output (a tensor, or a numpy array from ART). Each imports its library on
-first use.
+the others the library's own output (a tensor, or a numpy array from ART). Each imports its attack
+library on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .attack_spec import AttackSpec
-    from .attacks import AttackResult
+from stochdef.adapters import EoT
+
+from ..attacks import AttackResult, deepfool, fgsm, fgsm_minimal, local_search, pgd
+from .spec import AttackSpec
 
 Tensor = torch.Tensor
 
@@ -26,37 +27,25 @@ Tensor = torch.Tensor
 
 
 def in_fgsm(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
-    from .attacks import fgsm
-
     return fgsm(model, x, y, eps=s.radius, bounds=s.bounds, samples=s.samples, targeted=s.targeted)
 
 
 def in_fgsm_minimal(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
-    from .attacks import fgsm_minimal
-
     kw: dict[str, Any] = {"bounds": s.bounds, "samples": s.samples, "targeted": s.targeted}
     return fgsm_minimal(model, x, y, epsilons=s.epsilons, max_eps=s.max_eps, refine=s.refine, **kw)
 
 
 def in_pgd(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
-    from .attacks import pgd
-
     kw: dict[str, Any] = {"bounds": s.bounds, "samples": s.samples, "targeted": s.targeted}
     return pgd(model, x, y, eps=s.radius, step=s.step_size, steps=s.steps, norm=s.norm, random_start=False, **kw)
 
 
 def in_deepfool(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
-    from .attacks import deepfool
-
     kw: dict[str, Any] = {"bounds": s.bounds, "samples": s.samples}
     return deepfool(model, x, y, steps=s.steps, overshoot=s.overshoot, candidates=s.candidates, norm=s.norm, **kw)
 
 
 def in_local_search(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
-    from stochdef.adapters import EoT
-
-    from .attacks import local_search
-
     target = model if s.samples == 1 else EoT(model, samples=s.samples)  # a black box: it scores EoT outputs
     return local_search(target, x, y, rounds=s.rounds, select=s.select, bounds=s.bounds, targeted=s.targeted)
 

@@ -3,14 +3,14 @@
 :class:`AttackSpec` is one attack's configuration; :data:`TABLE` says, for every attack and every library
 (``inhouse``, Foolbox 3, ART, torchattacks), how that library runs it (a :class:`Runner`) or why it has
 no counterpart (a string). :func:`wrap` hands a model to a library: through the stochdef adapters at
-``spec.samples`` (``to_foolbox``, ``to_art``, ``to_torchattacks``: the EoT attack, DESIGN.md "EoT: what is
-averaged"), or with ``native=True`` as the library's own wrapper of the bare model. :func:`run` is the one
-entry point; :func:`unsupported` says why a library cannot run a spec.
+``spec.samples`` (``to_foolbox``, ``to_art``, ``to_torchattacks``: the EoT attack, DESIGN.md, §C3), or
+with ``native=True`` as the library's own wrapper of the bare model. :func:`run` is the one entry point;
+:func:`unsupported` says why a library cannot run a spec.
 
 The conventions are the same in every library: true labels (the targets when ``targeted``) as class
 indices, no random start, inputs in ``bounds``, ART attacks over the whole batch (``batch_size=len(x)``).
-The attacks and their settings are :mod:`.attack_spec`'s (re-exported here); the calls each table entry
-makes are :mod:`.library_runners`'. Importing this module imports none of the attack libraries.
+The attacks and their settings are :mod:`.spec`'s; the calls each table entry makes are :mod:`.runners`'.
+Importing this module imports none of the attack libraries.
 """
 
 from __future__ import annotations
@@ -25,16 +25,13 @@ from torch import nn
 
 from stochdef.defenses.validation import check_choice
 
-from . import library_runners as lr
-from .attack_spec import ATTACKS, EPS_ATTACKS, EVAL_ATTACKS, NORMS, AttackSpec
+from . import runners as lr
+from .spec import EPS_ATTACKS, AttackSpec
 
 if TYPE_CHECKING:
-    from .attacks import AttackResult
+    from ..attacks import AttackResult
 
-__all__ = [
-    "ATTACKS", "EPS_ATTACKS", "ESTIMATORS", "EVAL_ATTACKS", "LIBRARIES", "NORMS", "TABLE", "AttackSpec", "Runner",
-    "run", "run_inhouse", "unsupported", "wrap",
-]  # fmt: skip
+__all__ = ["ESTIMATORS", "LIBRARIES", "TABLE", "Runner", "run", "run_inhouse", "unsupported", "wrap"]
 Tensor = torch.Tensor
 LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
 ESTIMATORS: dict[str, str] = {
