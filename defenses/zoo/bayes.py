@@ -17,8 +17,8 @@ from torch import nn
 from ..bayes import bayes_loss, to_bayesian
 from ..data import Dataset
 from ..models import small_cnn
-from ..training import History, cross_entropy_loss, fit, pgd_adversary
-from .spec import Spec, Trainer, TrainSettings
+from ..training import History, cross_entropy_loss, pgd_adversary
+from .spec import Spec, Trainer, TrainSettings, fit_settings
 
 __all__ = ["ALPHA", "EPS", "INIT_STD", "PRIOR_STD", "SPECS", "STEPS"]
 
@@ -41,25 +41,21 @@ def _bnn(shape: tuple[int, ...], k: int) -> nn.Module:
 
 def _trainer(*, bayes: bool, adversarial: bool, desc: str) -> Trainer:
     def train(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
-        x, y = data.x_train, data.y_train
+        rows: int | None = None
         epochs = ADV_EPOCHS if adversarial else 20
         steps = STEPS
         if s.quick:  # seconds: a slice of the data, one or two epochs, short attacks
-            x, y, epochs, steps = (x[:512], y[:512], 1, 2) if adversarial else (x, y, 2, steps)
-        return fit(
+            rows, epochs, steps = (512, 1, 2) if adversarial else (None, 2, steps)
+        return fit_settings(
             model,
-            x,
-            y,
+            data,
+            s,
+            desc=desc,
+            rows=rows,
             epochs=epochs,
             lr=1e-3,
             loss=bayes_loss(alpha=ALPHA, train_size=len(data.x_train)) if bayes else cross_entropy_loss,
             adversary=pgd_adversary(eps=EPS, step=2.5 * EPS / steps, steps=steps) if adversarial else None,
-            x_val=data.x_test,
-            y_val=data.y_test,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc=desc,
         )
 
     return train

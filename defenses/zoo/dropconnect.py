@@ -16,8 +16,8 @@ from torch import nn
 
 from ..data import Dataset
 from ..dropconnect import dropconnect_mlp
-from ..training import History, fit
-from .spec import Spec, TrainSettings
+from ..training import History
+from .spec import Spec, TrainSettings, fit_settings
 
 __all__ = ["SPECS"]
 
@@ -27,20 +27,8 @@ QUICK_EPOCHS, QUICK_TRAIN = 2, 1000  # --quick: 2 epochs on the first 1,000 trai
 
 def _train(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
     train = QUICK_TRAIN if s.quick else None
-    return fit(
-        model,
-        data.x_train[:train],
-        data.y_train[:train],
-        epochs=QUICK_EPOCHS if s.quick else EPOCHS,
-        batch_size=BATCH,
-        lr=LR,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="dropconnect",
-    )
+    epochs = QUICK_EPOCHS if s.quick else EPOCHS
+    return fit_settings(model, data, s, desc="dropconnect", rows=train, epochs=epochs, batch_size=BATCH, lr=LR)
 
 
 SPECS: list[Spec] = [

@@ -26,8 +26,8 @@ from torch import nn
 from ..data import Dataset
 from ..models import mlp
 from ..mwd import GradientMode, gradient_mode, mwd_net, parameter_clamp, square_error_loss
-from ..training import History, LossFn, cross_entropy_loss, fit
-from .spec import Spec, Trainer, TrainSettings, flat
+from ..training import History, LossFn, cross_entropy_loss
+from .spec import Spec, Trainer, TrainSettings, fit_settings, flat
 
 __all__ = ["EPOCHS", "LEARNING_RATES", "SPECS", "sigmoid_mlp", "train_mwd_family"]
 
@@ -51,22 +51,17 @@ def train_mwd_family(
         data = data.subset(train=QUICK_TRAIN)
 
     def run(loss: LossFn, after_step: Callable[[int], None] | None = None) -> History:
-        return fit(
+        return fit_settings(
             model,
-            data.x_train,
-            data.y_train,
+            data,
+            s,
+            desc=kind,
             epochs=QUICK_EPOCHS if s.quick else EPOCHS[kind],
             batch_size=BATCH_SIZE,
             lr=LEARNING_RATES[kind],
             optimizer="adadelta",
             loss=loss,
             after_step=after_step,
-            x_val=data.x_test,
-            y_val=data.y_test,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc=kind,
         )
 
     if kind == "relu":

@@ -29,9 +29,9 @@ from torch import nn
 from .. import data as datasets
 from ..models import SmallResNet, mlp
 from ..sap import apply_sap
-from ..training import History, accuracy, fit, pgd_adversary
+from ..training import History, accuracy, pgd_adversary
 from . import plain
-from .spec import Builder, Spec, Trainer, TrainSettings, flat
+from .spec import Builder, Spec, Trainer, TrainSettings, fit_settings, flat
 from .store import load_spec, train_spec
 
 __all__ = ["MLP_PGD", "PAPER", "RESNET_PGD", "SAP_FRACTION", "SPECS"]
@@ -67,20 +67,9 @@ def _resnet(shape: tuple[int, ...], k: int) -> nn.Module:
 
 def _train_mlp(*, adversarial: bool) -> Trainer:
     def train(model: nn.Module, data: datasets.Dataset, s: TrainSettings) -> History:
-        return fit(
-            model,
-            data.x_train,
-            data.y_train,
-            epochs=2 if s.quick else 20,
-            lr=1e-3,
-            adversary=pgd_adversary(**MLP_PGD) if adversarial else None,
-            x_val=data.x_test,
-            y_val=data.y_test,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc="adv-mlp" if adversarial else "mlp",
-        )
+        adversary = pgd_adversary(**MLP_PGD) if adversarial else None
+        desc = "adv-mlp" if adversarial else "mlp"
+        return fit_settings(model, data, s, desc=desc, epochs=2 if s.quick else 20, lr=1e-3, adversary=adversary)
 
     return train
 
@@ -98,18 +87,17 @@ def _train_resnet(*, adversarial: bool) -> Trainer:
             for group in opt.param_groups:
                 group["lr"] = base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch + 1) / epochs))
 
-        history = fit(
+        history = fit_settings(
             model,
-            data.x_train[:n],
-            data.y_train[:n],
+            data,
+            s,
+            desc="adv-resnet" if adversarial else "resnet",
+            rows=n,
+            validate=False,
             epochs=epochs,
             optimizer=opt,
             adversary=pgd_adversary(**RESNET_PGD) if adversarial else None,
             after_epoch=decay,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc="adv-resnet" if adversarial else "resnet",
         )
         history.accuracy[-1] = accuracy(model, data.x_test, data.y_test)  # the full held-out set, once
         return history

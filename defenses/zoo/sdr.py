@@ -20,8 +20,8 @@ from torch import nn
 
 from ..data import Dataset
 from ..sdr import SDRDecay, ThresholdSchedule, VarianceThresholds, sdr_mlp, std_range
-from ..training import History, fit
-from .spec import Spec, TrainSettings
+from ..training import History
+from .spec import Spec, TrainSettings, fit_settings
 
 __all__ = ["DECAY", "LEARNABLE", "SPECS"]
 
@@ -43,20 +43,15 @@ def _train_decay(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=DECAY["lr"], momentum=DECAY["momentum"])
     hook = SDRDecay(model, beta=DECAY["beta"], zeta=DECAY["zeta"], tau=int(DECAY["tau"]))
-    history = fit(
+    history = fit_settings(
         model,
-        data.x_train,
-        data.y_train,
+        data,
+        s,
+        desc="sdr-decay",
         epochs=QUICK_EPOCHS if s.quick else int(DECAY["epochs"]),
         batch_size=int(DECAY["batch_size"]),
         optimizer=opt,
         after_step=hook,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="sdr-decay",
     )
     logger.info("sdr-decay: sigma in [%.3g, %.3g]", *std_range(model))
     return history
@@ -66,21 +61,16 @@ def _train_learnable(model: nn.Module, data: Dataset, s: TrainSettings) -> Histo
     epochs = QUICK_EPOCHS if s.quick else int(LEARNABLE["epochs"])
     thresholds = VarianceThresholds(model, min_std=0.0, max_std=1.0)
     schedule = ThresholdSchedule(thresholds, epochs=epochs)
-    history = fit(
+    history = fit_settings(
         model,
-        data.x_train,
-        data.y_train,
+        data,
+        s,
+        desc="sdr-learnable",
         epochs=epochs,
         batch_size=int(LEARNABLE["batch_size"]),
         lr=LEARNABLE["lr"],
         after_step=thresholds,
         after_epoch=schedule,
-        x_val=data.x_test,
-        y_val=data.y_test,
-        seed=s.seed,
-        device=s.device,
-        progress=s.progress,
-        desc="sdr-learnable",
     )
     logger.info(
         "sdr-learnable: thresholds [%.2f, %.2f] (raised after epochs %s), sigma in [%.3g, %.3g]",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -57,22 +58,28 @@ def flat(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape)
 
 
+def fit_settings(
+    model: nn.Module,
+    data: Dataset,
+    s: TrainSettings,
+    *,
+    desc: str,
+    rows: int | None = None,
+    validate: bool = True,
+    **kwargs: Any,
+) -> History:
+    """:func:`~stochdef.defenses.training.fit` as every zoo trainer calls it: on ``data``'s training split (its
+    first ``rows`` rows when given), scored on the held-out split after each epoch unless ``validate=False``,
+    with the seed, device and progress bar of ``s``; ``kwargs`` are the trainer's own choices (epochs, lr, ...)."""
+    held_out: dict[str, Any] = {"x_val": data.x_test, "y_val": data.y_test} if validate else {}
+    x, y = (data.x_train, data.y_train) if rows is None else (data.x_train[:rows], data.y_train[:rows])
+    return fit(model, x, y, seed=s.seed, device=s.device, progress=s.progress, desc=desc, **held_out, **kwargs)
+
+
 def plain_trainer(desc: str) -> Trainer:
     """Adam, lr 1e-3, 20 epochs (2 with ``quick``) of cross-entropy, the model as it is (its randomness on)."""
 
     def train(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
-        return fit(
-            model,
-            data.x_train,
-            data.y_train,
-            epochs=2 if s.quick else 20,
-            lr=1e-3,
-            x_val=data.x_test,
-            y_val=data.y_test,
-            seed=s.seed,
-            device=s.device,
-            progress=s.progress,
-            desc=desc,
-        )
+        return fit_settings(model, data, s, desc=desc, epochs=2 if s.quick else 20, lr=1e-3)
 
     return train

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
     ),
 }
+DESCRIPTION = "Randomized adversarial defenses attacked honestly (EoT) through Foolbox, ART and torchattacks."
 # Options that end the parse before any subcommand is read (the top-level parser answers them itself).
 _ANSWERED_AT_TOP = frozenset({"-h", "--help", "--version"})
 
@@ -86,7 +87,7 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with the arguments of ``command`` only (its module is imported); None imports none."""
-    parser = argparse.ArgumentParser(prog="stochdef", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="stochdef", description=DESCRIPTION)
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
