@@ -1,0 +1,14 @@
+"""stochdef.evaluations: everything that attacks or measures a defense, one sub-package per job.
+
+* :mod:`.attacks` -- the in-house reference attacks (FGSM, PGD/BIM, DeepFool, LocalSearch);
+* :mod:`.libraries` -- the one table of how each library (in-house, Foolbox 3, ART, torchattacks) runs each
+  attack, or why it has no counterpart;
+* :mod:`.evaluate` -- ``stochdef evaluate``: every defense x library x attack, naive and EoT, with the
+  gradient-obfuscation checks, the transfer matrix, the report and plots;
+* :mod:`.crosscheck` -- ``stochdef crosscheck``: the in-house attacks against the libraries;
+* :mod:`.reproduce` -- ``stochdef reproduce``: each paper's headline table, its numbers beside ours;
+* :mod:`.bench` -- ``stochdef bench``; :mod:`.cli` -- the command line;
+* :mod:`.stats` (binomial intervals, tolerances) and :mod:`.figures` (headless matplotlib) serve them all.
+
+This package imports nothing itself, so that ``stochdef --help`` stays fast (DESIGN.md, "Layout").
+"""
