@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -103,6 +103,35 @@ def n_a(row: Row, reason: str) -> Row:
     return row
 
 
+def each_library(
+    trained: Trained,
+    setting: Setting,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    seed: int,
+    kind: str,
+    metric: str,
+    inhouse_seconds: float,
+) -> Iterator[tuple[Row, torch.Tensor | None]]:
+    """Per library, its row and its adversarial examples of ``setting`` made on its own wrapper of the model
+    (seeded with ``seed``, timed); ``None`` beside an n/a row where the library has no counterpart."""
+    for name in LIBRARIES:
+        row = Row(trained.case.name, setting.label, name, kind, len(x), metric, "", None)
+        reason = unsupported(name, setting.spec)
+        if reason is not None:
+            row.seconds = {"in-house": inhouse_seconds, name: 0.0}
+            yield n_a(row, reason), None
+            continue
+        _seed(seed)
+        run = partial(
+            libraries.run, name, setting.spec, trained.model, x, y, num_classes=trained.data.num_classes, native=True
+        )
+        theirs, seconds = timed(run, x.device)
+        row.seconds = {"in-house": inhouse_seconds, name: seconds}
+        yield row, theirs
+
+
 # ---- exact parity -------------------------------------------------------------------------------------------
 
 
@@ -113,23 +142,19 @@ def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Ten
     and torchattacks rounds the normalization differently (``g / (||g|| + 1e-10)``; ulps that can grow over
     the steps), so those two rows compare success rates instead (:data:`L2_DIFFERENCES`).
     """
-    model, classes, spec = trained.model, trained.data.num_classes, setting.spec
+    model, spec = trained.model, setting.spec
     _seed(seed)
     ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y).x_adv, x.device)
     l2 = spec.norm == "l2"
     rows = []
-    for name in LIBRARIES:
-        row = Row(trained.case.name, setting.label, name, "exact", len(x), "max |x_adv - x_adv'|", "", None)
-        reason = unsupported(name, spec)
-        if reason is not None:
-            row.seconds = {"in-house": t_ours, name: 0.0}
-            rows.append(n_a(row, reason))
+    metric = "max |x_adv - x_adv'|"
+    for row, theirs in each_library(
+        trained, setting, x, y, seed=seed, kind="exact", metric=metric, inhouse_seconds=t_ours
+    ):
+        rows.append(row)
+        if theirs is None:
             continue
-        _seed(seed)
-        theirs, t_lib = timed(
-            partial(libraries.run, name, spec, model, x, y, num_classes=classes, native=True), x.device
-        )
-        row.seconds = {"in-house": t_ours, name: t_lib}
+        name = row.library
         diff = float((theirs - ours).abs().max())
         row.value = f"{diff:.3g}" + (" (bit-identical)" if diff == 0.0 else "")
         row.passed = diff <= EXACT_TOL
@@ -144,7 +169,6 @@ def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Ten
             row.value += f"; {apart}/{n} apart by > {L2_TOL:g}; success {s1}/{n} vs {s2}/{n} (tolerance {tol:.3f})"
             row.note = L2_DIFFERENCES[name]
             row.details.update(apart=apart, success_inhouse=s1, success_library=s2, rate_tolerance=tol)
-        rows.append(row)
     return rows
 
 
@@ -222,21 +246,14 @@ def deepfool_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.
     our_norm = torch.linalg.vector_norm((ours.x_adv - x).flatten(1), ord=ord_, dim=1)
     band = (1 / (1 + overshoot) - SLACK, 1 + overshoot + SLACK)
     rows = []
-    for name in LIBRARIES:
-        row = Row(
-            trained.case.name, setting.label, name, "deepfool", len(x), "success; norm ratio lib/in-house", "", None
-        )
-        reason = unsupported(name, spec)
-        if reason is not None:
-            row.seconds = {"in-house": t_ours, name: 0.0}
-            rows.append(n_a(row, reason))
+    metric = "success; norm ratio lib/in-house"
+    for row, theirs in each_library(
+        trained, setting, x, y, seed=seed, kind="deepfool", metric=metric, inhouse_seconds=t_ours
+    ):
+        rows.append(row)
+        if theirs is None:
             continue
-        _seed(seed)
-        theirs, t_lib = timed(
-            partial(libraries.run, name, spec, model, x, y, num_classes=trained.data.num_classes, native=True),
-            x.device,
-        )
-        row.seconds = {"in-house": t_ours, name: t_lib}
+        name = row.library
         success = _predict(model, theirs) != y
         both = success & ours.success
         ratio = torch.linalg.vector_norm((theirs - x).flatten(1), ord=ord_, dim=1)[both] / our_norm[both]
@@ -282,5 +299,4 @@ def deepfool_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.
             "inhouse_failures": int(our_fail.numel()),
             "unexplained": unexplained,
         }
-        rows.append(row)
     return rows
