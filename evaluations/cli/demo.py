@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from stochdef.adapters import EoT
+    from stochdef.adapters import ensemble_accuracy
     from stochdef.defenses import fit, load_dataset
 
     torch.manual_seed(args.seed)
@@ -69,11 +69,10 @@ def main(args: argparse.Namespace) -> int:
     model.eval()
     logger.info("trained the noise-injection MLP in %.1f s", time.perf_counter() - start)
     x, y = data.x_test[: args.n], data.y_test[: args.n]
-    judge = EoT(model, samples=32, reduce="probs")
 
-    def robust(x_adv: torch.Tensor) -> float:
+    def robust(x_adv: torch.Tensor) -> float:  # the 32-draw ensemble's accuracy
         with torch.no_grad():
-            return float((judge(x_adv).argmax(1) == y).float().mean())
+            return ensemble_accuracy(model, x_adv, y, samples=32)
 
     print(f"clean accuracy (32-draw ensemble): {robust(x):.3f}   eps = {args.eps}, n = {args.n}")
     print(f"{'library':<14}{'attack':<8}{'naive (1 draw)':>16}{f'EoT ({args.samples} draws)':>18}")
