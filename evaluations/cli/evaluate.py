@@ -47,7 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("stochdef-results"), help="folder for results and report")
     parser.add_argument("--seed", type=int, default=default.seed)
-    parser.add_argument("--n", type=int, default=default.n, help="test images attacked")
+    parser.add_argument(
+        "--examples",
+        "--n",
+        dest="n",
+        type=int,
+        default=default.n,
+        help="test images attacked (--n is an alias; torchrun refuses --n, so spell it --examples there)",
+    )
     parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
     parser.add_argument(
         "--judge-samples", type=int, default=default.judge_samples, help="draws in the defense's ensemble prediction"
@@ -59,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from stochdef.defenses.files import atomic_write_text
 
+    from ..evaluate import distributed
     from ..evaluate.plots import all_plots
     from ..evaluate.report import console_table, markdown
 
@@ -78,7 +86,13 @@ def main(args: argparse.Namespace) -> int:
         transfer=not args.no_transfer,
     )
     start = time.perf_counter()
-    store = evaluate(config, out=args.out)
+    if distributed.launched():  # torchrun with several processes: this rank's cells; rank 0 merges and reports
+        merged = distributed.evaluate(config, out=args.out)
+        if merged is None:
+            return 0
+        store = merged
+    else:
+        store = evaluate(config, out=args.out)
     seconds = time.perf_counter() - start
     plots = all_plots(store, config, args.out)
     atomic_write_text(args.out / "report.md", markdown(store, config, seconds=seconds, plots=plots))

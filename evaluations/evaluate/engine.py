@@ -42,7 +42,8 @@ from .run import (
     seed_everything,
     transfer_key,
 )
-from .transfer import transfer_cell
+from .shards import merge_shards
+from .transfer import source_examples, transfer_cell
 
 logger = logging.getLogger(__name__)
 
@@ -98,20 +99,37 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
     elif kind == "indicators":
         fields = {"defense": payload, "indicators": diagnose(run, payload)}
     else:
+        reseed_after_source(run, key, payload[0])
         fields = transfer_cell(run, *payload)
     run.record(key, kind, fields, time.perf_counter() - start)
 
 
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
-    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``."""
+def reseed_after_source(run: Run, key: str, source: str) -> None:
+    """Make (or reuse) the transfer source's examples, then seed the cell: the target's draws then start from
+    the cell's own seed whether or not an earlier cell on this process had made that source's examples."""
+    source_examples(run, source)
+    seed_everything(cell_seed(run.config.seed, key))
+
+
+def open_run(config: EvalConfig, store: ResultsFile) -> Run:
+    """Load the data, check every defense name and build the :class:`Run` that records into ``store``."""
     data = datasets.load(config.dataset)
     if config.n > len(data.x_test):
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
-    store = ResultsFile(Path(out) / "results.jsonl")
     device = torch.device(config.device)
-    run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
+    return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
+
+
+def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
+    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``.
+
+    Shards left by a killed distributed run (:mod:`.distributed`) are merged first: their cells are done.
+    """
+    store = ResultsFile(Path(out) / "results.jsonl")
+    merge_shards(store, Path(out))
+    run = open_run(config, store)
     todo = [cell for cell in cells(run) if cell[1] not in store]
     logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
     for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):

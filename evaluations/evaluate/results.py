@@ -80,5 +80,14 @@ class ResultsFile:
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self._records.values())
         atomic_write_text(self.path, text)
 
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        """Add several finished cells (a merged results shard) with one atomic rewrite."""
+        for record in records:
+            if record["key"] in self._records:
+                raise ValueError(f"cell {record['key']} is already recorded")
+            self._records[record["key"]] = record
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self._records.values())
+        atomic_write_text(self.path, text)
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self._records.values() if r.get("kind") == kind]

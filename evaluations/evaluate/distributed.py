@@ -1,0 +1,125 @@
+"""``torchrun -m stochdef evaluate ...``: an evaluation's cells split across the ranks of torch.distributed.
+
+Every cell is independent given two things: its seed, fixed by the run's seed and its key
+(:func:`.results.cell_seed`), and the clean cells' records (an attack cell asks whether its defense is
+random). So a run goes in two phases, clean cells then the rest; in each, the cells not yet done are split
+across the ranks balanced by expected cost (:func:`.schedule.split`, the same split on every rank), each
+rank computes its own on its own device (``LOCAL_RANK`` picks the GPU of a ``cuda`` run) and writes them
+to its own shard (:mod:`.shards`); at the end of a phase the ranks exchange their records
+(``all_gather_object``), so every rank sees every clean record. Rank 0 then writes the one
+``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
+same records (except ``seconds``).
+
+Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
+number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells. The
+output folder must be one file system that every rank sees (on several nodes, a shared one).
+
+Process groups: NCCL for CUDA tensors and gloo for CPU ones (``"cpu:gloo,cuda:nccl"``) on GPUs, gloo alone
+on CPU; the records travel on a separate gloo group. The collectives wait up to :data:`TIMEOUT`, since a
+rank may wait for a long cell of another.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .engine import cells, compute, open_run
+from .results import ResultsFile
+from .run import EvalConfig
+from .schedule import Cell, split
+from .shards import Shard, merge_shards, shard_path
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = timedelta(hours=24)
+
+
+def launched() -> bool:
+    """True under a launcher that started more than one process (``WORLD_SIZE`` > 1: torchrun, SLURM + torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank_device(device: str, local_rank: int) -> str:
+    """The device of a rank: ``cuda`` becomes ``cuda:LOCAL_RANK``; any other device (``cpu``, ``cuda:1``) stays.
+
+    Example:
+        >>> rank_device("cuda", 3), rank_device("cpu", 3), rank_device("cuda:0", 3)
+        ('cuda:3', 'cpu', 'cuda:0')
+    """
+    return f"cuda:{local_rank}" if device == "cuda" else device
+
+
+def phases(everything: list[Cell]) -> list[list[Cell]]:
+    """The cells in the order the ranks may compute them: the clean cells, whose records the others read,
+    then all the rest."""
+    return [[c for c in everything if c[0] == "clean"], [c for c in everything if c[0] != "clean"]]
+
+
+def _init(device: str) -> tuple[Any, bool]:
+    """Join the default process group (unless the caller did) and make the gloo group the records travel on."""
+    created = not dist.is_initialized()
+    if created:
+        backend = "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    return dist.new_group(backend="gloo", timeout=TIMEOUT), created
+
+
+def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile | None:
+    """This rank's part of the evaluation; on rank 0 the merged store (``out/results.jsonl``), else None.
+
+    Every rank must call it with the same ``config`` and ``out`` (torchrun runs the same command on each).
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    config = replace(config, device=rank_device(config.device, local_rank))
+    if torch.device(config.device).type == "cuda":
+        torch.cuda.set_device(torch.device(config.device))
+    group, created = _init(config.device)
+    try:
+        return _evaluate(config, Path(out), group, progress=progress)
+    finally:
+        dist.destroy_process_group(group)
+        if created:
+            dist.destroy_process_group()
+
+
+def _evaluate(config: EvalConfig, out: Path, group: Any, *, progress: bool) -> ResultsFile | None:
+    rank, world = dist.get_rank(), dist.get_world_size()
+    store = None
+    box: list[Any] = [None]
+    if rank == 0:
+        store = ResultsFile(out / "results.jsonl")
+        merge_shards(store, out)  # shards of a killed run, of any number of ranks
+        box = [{record["key"]: record for record in store}]
+    dist.broadcast_object_list(box, src=0, group=group)
+    shard = Shard(shard_path(out, rank), known=box[0])
+    run = open_run(config, shard)
+    everything = list(cells(run))
+    if rank == 0:
+        logger.info("%d cells, %d already done, %d ranks", len(everything), len(box[0]), world)
+    for number, phase in enumerate(phases(everything)):
+        todo = [cell for cell in phase if cell[1] not in shard]
+        mine = split(run, todo, world)[rank]
+        logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
+        for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
+            compute(run, kind, key, payload)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, list(shard.own()), group=group)
+        for records in gathered:
+            for record in records:
+                shard.known.setdefault(record["key"], record)
+    if store is not None:  # in the order of the cells, as a one-process run writes them
+        order = {cell[1]: index for index, cell in enumerate(everything)}
+        new = [r for r in shard.known.values() if r["key"] not in store]
+        store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
+    dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
+    shard.path.unlink(missing_ok=True)
+    return store
