@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
-        "--repeat", type=int, default=None, help="timed repetitions, median reported (default: 7; evaluate: 1)"
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed repetitions, median reported (default: 7; evaluate, distributed: 1)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke runs)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder or .json file")

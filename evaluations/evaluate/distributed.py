@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from .engine import cells, compute, open_run
 from .results import ResultsFile
 from .run import EvalConfig
-from .schedule import Cell, split
+from .schedule import Cell, forward_seconds, split
 from .shards import Shard, merge_shards, shard_path
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,18 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def rank_device(device: str, local_rank: int) -> str:
-    """The device of a rank: ``cuda`` becomes ``cuda:LOCAL_RANK``; any other device (``cpu``, ``cuda:1``) stays.
+def rank_device(device: str, local_rank: int, gpus: int | None = None) -> str:
+    """The device of a rank: ``cuda`` becomes ``cuda:LOCAL_RANK`` (modulo the node's ``gpus``, so that more
+    ranks than GPUs share them in turn); any other device (``cpu``, ``cuda:1``) stays as given.
 
     Example:
-        >>> rank_device("cuda", 3), rank_device("cpu", 3), rank_device("cuda:0", 3)
-        ('cuda:3', 'cpu', 'cuda:0')
+        >>> rank_device("cuda", 3, 8), rank_device("cuda", 3, 2), rank_device("cpu", 3), rank_device("cuda:0", 3)
+        ('cuda:3', 'cuda:1', 'cpu', 'cuda:0')
     """
-    return f"cuda:{local_rank}" if device == "cuda" else device
+    if device != "cuda":
+        return device
+    count = torch.cuda.device_count() if gpus is None else gpus
+    return f"cuda:{local_rank % count if count else local_rank}"
 
 
 def phases(everything: list[Cell]) -> list[list[Cell]]:
@@ -99,15 +103,18 @@ def _evaluate(config: EvalConfig, out: Path, group: Any, *, progress: bool) -> R
         store = ResultsFile(out / "results.jsonl")
         merge_shards(store, out)  # shards of a killed run, of any number of ranks
         box = [{record["key"]: record for record in store}]
-    dist.broadcast_object_list(box, src=0, group=group)
+    dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
     shard = Shard(shard_path(out, rank), known=box[0])
     run = open_run(config, shard)
     everything = list(cells(run))
+    # rank 0 loads every model (training a missing one once) and times it: the weights of the split
+    weights: list[Any] = [forward_seconds(run) if rank == 0 else None]
+    dist.broadcast_object_list(weights, src=0, group=group)
     if rank == 0:
         logger.info("%d cells, %d already done, %d ranks", len(everything), len(box[0]), world)
     for number, phase in enumerate(phases(everything)):
         todo = [cell for cell in phase if cell[1] not in shard]
-        mine = split(run, todo, world)[rank]
+        mine = split(run, todo, world, weights[0])[rank]
         logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
         for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
             compute(run, kind, key, payload)

@@ -2,7 +2,8 @@
 
 The expected cost of a cell counts model passes over the attacked images: ``(1 + 2) * samples`` per
 gradient step (a forward and a backward, about two forwards, per EoT draw) and ``judge`` forwards for the
-verdict, times a per-defense weight (its parameter count, a proxy for the model's size). Cells sharing
+verdict, times a per-defense weight: the measured time of one forward pass (:func:`forward_seconds`; a
+parameter or FLOP count misjudges per-example random weights and sampling layers by 10-100x). Cells sharing
 work are kept together: the transfer cells of one source defense reuse that source's adversarial examples
 (:func:`.transfer.source_examples`), so they form one unit. Units go to ranks by longest-processing-time
 first (Graham 1969: the largest unit to the least-loaded rank), which is within 4/3 of the best split;
@@ -12,14 +13,14 @@ the split is a pure function of the cells and the costs, so every rank computes 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from stochdef.defenses import zoo
-
-from .run import Run, base_name
+from .run import Run
 
 Cell = tuple[str, str, Any]  # (kind, key, payload), as engine.cells yields them
 GRADIENT_PASSES = 3.0  # a forward and a backward pass cost about three forwards
@@ -61,7 +62,7 @@ def cell_cost(run: Run, cell: Cell, weight: Callable[[str], float]) -> float:
         return weight(payload) * c.n * indicator_passes(c.steps, samples, judge, len(c.eps))
     if kind == "transfer":  # the source's examples are counted once, in the unit (see units)
         return weight(payload[1]) * c.n * run.draws(payload[1], c.judge_samples)
-    return weight("") * c.n  # a kind this module does not know: one pass
+    return c.n  # a kind this module does not know: one pass
 
 
 def source_cost(run: Run, source: str, weight: Callable[[str], float]) -> float:
@@ -109,27 +110,29 @@ def balance(costs: Sequence[float], ranks: int) -> list[list[int]]:
     return [sorted(g) for g in given]
 
 
-def parameter_weight(run: Run) -> Callable[[str], float]:
-    """Per-defense weight: the parameter count of the zoo architecture (built untrained, off the seeded
-    stream; cached), at least 1."""
-    cache: dict[str, float] = {}
-    shape, classes = tuple(run.x.shape[1:]), run.num_classes
+def forward_seconds(run: Run, *, repeat: int = 3) -> dict[str, float]:
+    """Per-defense weight: the median wall time of one forward pass of the defense over the run's images, on
+    the run's device (after a warm-up pass; inside ``fork_rng``, so no cell's seeded stream moves). Loading
+    the models here also trains, once, any that has no checkpoint yet."""
+    device = torch.device(run.config.device)
+    weights: dict[str, float] = {}
+    for defense in run.config.defenses:
+        model = run.model(defense)
+        times = []
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            for _ in range(repeat + 1):
+                start = time.perf_counter()
+                model(run.x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
+        weights[defense] = statistics.median(times[1:])
+    return weights
 
-    def weight(defense: str) -> float:
-        if defense not in cache:
-            if not defense:
-                cache[defense] = 1.0
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    model = zoo.get(base_name(defense)).build(shape, classes)
-                cache[defense] = float(max(1, sum(p.numel() for p in model.parameters())))
-        return cache[defense]
 
-    return weight
-
-
-def split(run: Run, todo: Sequence[Cell], ranks: int) -> list[list[Cell]]:
-    """The cells of ``todo`` each rank computes, balanced by expected cost, each in ``todo``'s order."""
-    pieces = units(run, todo, parameter_weight(run))
+def split(run: Run, todo: Sequence[Cell], ranks: int, weights: Mapping[str, float]) -> list[list[Cell]]:
+    """The cells of ``todo`` each rank computes, balanced by expected cost (``weights``: per defense, as
+    :func:`forward_seconds` measures it; 1 for a defense it lacks), each in ``todo``'s order."""
+    pieces = units(run, todo, lambda defense: weights.get(defense, 1.0))
     given = balance([cost for cost, _ in pieces], ranks)
     return [[todo[i] for i in sorted(j for u in mine for j in pieces[u][1])] for mine in given]

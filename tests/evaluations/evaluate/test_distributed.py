@@ -26,7 +26,7 @@ from stochdef.evaluations.evaluate import EvalConfig, cells, clean_key
 from stochdef.evaluations.evaluate.distributed import launched, phases, rank_device
 from stochdef.evaluations.evaluate.engine import open_run
 from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.evaluate.schedule import balance, split
+from stochdef.evaluations.evaluate.schedule import balance, forward_seconds, split
 from stochdef.evaluations.evaluate.shards import Shard, leftover_shards, merge_shards, shard_path
 
 OPTIONS = [
@@ -174,8 +174,10 @@ def test_split_gives_every_cell_to_one_rank_and_keeps_a_transfer_source_together
     run = open_run(config, Shard(tmp_path / "shard.jsonl", known=known))
     clean, rest = phases(list(cells(run)))
     assert {c[0] for c in clean} == {"clean"} and "clean" not in {c[0] for c in rest}
+    weights = forward_seconds(run)
+    assert set(weights) == set(config.defenses) and min(weights.values()) > 0
     for ranks in (1, 2, 3, 5):
-        given = split(run, rest, ranks)
+        given = split(run, rest, ranks, weights)
         assert sorted(c[1] for g in given for c in g) == sorted(c[1] for c in rest)
         for g in given:  # each rank keeps the order of the grid
             assert [c[1] for c in g] == [c[1] for c in rest if c in g]
@@ -183,7 +185,7 @@ def test_split_gives_every_cell_to_one_rank_and_keeps_a_transfer_source_together
         for source in config.defenses:
             assert len({owner[c[1]] for c in rest if c[0] == "transfer" and c[2][0] == source}) == 1
     # the same split whenever it is asked for (every rank computes it for itself)
-    assert split(run, rest, 3) == split(run, rest, 3)
+    assert split(run, rest, 3, weights) == split(run, rest, 3, weights)
 
 
 def test_merge_keeps_the_stores_record_and_removes_the_shards(tmp_path: Path) -> None:
@@ -206,7 +208,8 @@ def test_a_shard_writes_its_own_records_and_reads_the_run(tmp_path: Path) -> Non
 
 
 def test_rank_device_and_launch_detection(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert rank_device("cuda", 2) == "cuda:2" and rank_device("cpu", 2) == "cpu"
+    assert rank_device("cuda", 2, gpus=4) == "cuda:2" and rank_device("cuda", 5, gpus=4) == "cuda:1"
+    assert rank_device("cpu", 2) == "cpu" and rank_device("cuda:3", 0, gpus=4) == "cuda:3"
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert launched()
     monkeypatch.setenv("WORLD_SIZE", "1")
