@@ -7,7 +7,9 @@ The job's layers, each depending only on those above it (how each library runs e
 * :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
 * :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
 * :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;
-* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store.
+* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store;
+* :mod:`.shards`, :mod:`.schedule`, :mod:`.distributed` -- the same cells split across ``torchrun`` processes:
+  one results shard per rank, the cost-balanced split, the ranks' run.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ A run is a list of cells, each computed once and streamed to ``results.jsonl`` (
 * ``transfer`` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
 
 Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
-what an uninterrupted one would have.
+what an uninterrupted one would have, and ``torchrun`` can split the cells across processes
+(:mod:`.distributed`) without changing a number.
 """
 
 from __future__ import annotations

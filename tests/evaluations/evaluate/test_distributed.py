@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from stochdef.evaluations.cli import evaluate as evaluate_cli
-from stochdef.evaluations.evaluate import EvalConfig, cells, clean_key
+from stochdef.evaluations.evaluate import EvalConfig, cells, clean_key, compute
 from stochdef.evaluations.evaluate.distributed import launched, phases, rank_device
 from stochdef.evaluations.evaluate.engine import open_run
 from stochdef.evaluations.evaluate.results import ResultsFile
@@ -216,3 +216,24 @@ def test_rank_device_and_launch_detection(monkeypatch: pytest.MonkeyPatch) -> No
     assert not launched()
     monkeypatch.delenv("WORLD_SIZE")
     assert not launched()
+
+
+def test_a_transfer_cell_does_not_depend_on_the_cells_before_it(tmp_path: Path) -> None:
+    """A transfer cell made its source's examples or found them cached (a resumed or split run): same record."""
+    config = EvalConfig(
+        defenses=("vanilla-mlp", "noise-gaussian"), attacks=("fgsm",), libraries=("inhouse",), eps=(0.1,),
+        samples=(1, 2), n=100, steps=2, judge_samples=2, indicators=False,
+    )  # fmt: skip
+
+    def transfer_records(order: int, folder: str) -> dict[str, dict[str, Any]]:
+        run = open_run(config, ResultsFile(tmp_path / folder / "results.jsonl"))
+        grid = list(cells(run))
+        for cell in grid:
+            if cell[0] == "clean":
+                compute(run, *cell)
+        transfers = [cell for cell in grid if cell[0] == "transfer" and cell[2][0] == "noise-gaussian"]
+        for cell in transfers[::order]:
+            compute(run, *cell)
+        return _numbers([r for r in run.store if r["kind"] == "transfer"])
+
+    assert transfer_records(1, "forward") == transfer_records(-1, "backward")
