@@ -73,8 +73,22 @@ def _init(device: str) -> tuple[Any, bool]:
     created = not dist.is_initialized()
     if created:
         backend = "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+        dist.init_process_group(backend=backend, timeout=TIMEOUT, **_attempt_store())
     return dist.new_group(backend="gloo", timeout=TIMEOUT), created
+
+
+def _attempt_store() -> dict[str, Any]:
+    """Under torchrun, the agent's store seen through a prefix of this attempt: with ``--max-restarts`` the
+    agent's store outlives a failed attempt (torch 2.14), and gloo would otherwise dial the addresses its
+    dead ranks left there and fail. Elsewhere (no agent store) torch's own ``env://`` rendezvous."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False, timeout=TIMEOUT
+    )
+    return {"store": dist.PrefixStore(f"stochdef/attempt-{attempt}", agent), "rank": rank, "world_size": world}
 
 
 def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile | None:

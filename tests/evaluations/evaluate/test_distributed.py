@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -97,18 +98,25 @@ def _shard_records(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def test_a_killed_rank_resumes_with_another_number_of_ranks(one_process: list[dict[str, Any]], tmp_path: Path) -> None:
-    launcher = subprocess.Popen(_torchrun(tmp_path, 2), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _kill_rank_one(launcher: subprocess.Popen[Any], out: Path) -> dict[str, dict[str, Any]]:
+    """SIGKILL rank 1 once both clean cells and a few attack cells are in the shards; the records then."""
     deadline = time.monotonic() + 300
     victim = None
     while time.monotonic() < deadline and launcher.poll() is None:
-        if len(_shard_records(tmp_path)) >= 8:  # both clean cells and a few attack cells are done
+        if len(_shard_records(out)) >= 8:  # both clean cells and a few attack cells are done
             victim = _rank_pid(launcher.pid, 1)
             if victim is not None:
                 break
         time.sleep(0.005)
     assert victim is not None, "the run ended before a rank could be killed"
+    records = {r["key"]: r for r in _shard_records(out)}
     os.kill(victim, signal.SIGKILL)
+    return records
+
+
+def test_a_killed_rank_resumes_with_another_number_of_ranks(one_process: list[dict[str, Any]], tmp_path: Path) -> None:
+    launcher = subprocess.Popen(_torchrun(tmp_path, 2), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_rank_one(launcher, tmp_path)
     assert launcher.wait(timeout=120) != 0  # torchrun stops the other rank and fails
     partial = {r["key"]: r for r in _shard_records(tmp_path)}  # every shard parses: nothing half-written
     assert 8 <= len(partial) < CELLS, "the run was not killed mid-way"
@@ -237,3 +245,21 @@ def test_a_transfer_cell_does_not_depend_on_the_cells_before_it(tmp_path: Path) 
         return _numbers([r for r in run.store if r["kind"] == "transfer"])
 
     assert transfer_records(1, "forward") == transfer_records(-1, "backward")
+
+
+def test_torchrun_restarts_a_killed_rank_and_the_run_completes(
+    one_process: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """With ``--max-restarts``, torchrun restarts the ranks after a kill; they resume from the shards."""
+    command = _torchrun(tmp_path, 2)
+    command.insert(command.index("-m", 2), "--max-restarts=1")
+    launcher = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial = _kill_rank_one(launcher, tmp_path)
+    _, stderr = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, stderr[-3000:]
+    # the restarted attempt found at least what was recorded before the kill, and not everything
+    assert len(partial) <= int(re.findall(r"(\d+) already done", stderr)[-1]) < CELLS
+    final = _lines(tmp_path / "results.jsonl")
+    assert _numbers(final) == _numbers(one_process)
+    by_key = {r["key"]: r for r in final}
+    assert all(by_key[key] == record for key, record in partial.items())
