@@ -77,10 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-indicators",
         action="store_true",
-        help="skip the gradient-obfuscation checks (about a quarter of a default run's time; README)",
+        help="skip the gradient-obfuscation checks (about 30%% of a default run; README)",
     )
     parser.add_argument(
-        "--no-transfer", action="store_true", help="skip the transfer matrix (a few seconds at the defaults; README)"
+        "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
     )
 
 

@@ -90,8 +90,8 @@ def warning_text(indicator: Indicator, subject: str = "") -> str:
 
 
 def _count(k: int, n: int) -> str:
-    """``"none of 5"``, ``"all 5"`` or ``"2 of 5"``."""
-    return f"none of {n}" if k == 0 else (f"all {n}" if k == n else f"{k} of {n}")
+    """``"none of 5"``, ``"all 5"`` or ``"2 of 5"`` (``"1 of 1"``, not "all 1")."""
+    return f"none of {n}" if k == 0 else (f"all {n}" if k == n > 1 else f"{k} of {n}")
 
 
 def _report(name: str, source: str, fired: bool, value: float, threshold: float, detail: str) -> Indicator:
