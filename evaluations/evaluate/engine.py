@@ -30,7 +30,7 @@ from stochdef.defenses import data as datasets
 
 from .. import libraries
 from ..libraries import ESTIMATORS, AttackSpec
-from .diagnose import diagnose
+from .diagnose import SURROGATES, diagnose
 from .results import ResultsFile, cell_seed
 from .run import (
     EvalConfig,
@@ -41,6 +41,7 @@ from .run import (
     clean_key,
     indicator_key,
     seed_everything,
+    training_notice,
     transfer_key,
 )
 from .shards import merge_shards
@@ -119,6 +120,9 @@ def open_run(config: EvalConfig, store: ResultsFile) -> Run:
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
     device = torch.device(config.device)
     return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
 
