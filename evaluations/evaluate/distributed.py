@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .engine import cells, compute, open_run
+from .engine import cells, compute, open_run, prepare
 from .results import ResultsFile
 from .run import EvalConfig
 from .schedule import Cell, forward_seconds, split
@@ -111,6 +111,7 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
 
 def _evaluate(config: EvalConfig, out: Path, group: Any, *, progress: bool) -> ResultsFile | None:
     rank, world = dist.get_rank(), dist.get_world_size()
+    data = prepare(config)  # a bad configuration fails on every rank before any file is touched
     store = None
     box: list[Any] = [None]
     if rank == 0:
@@ -119,7 +120,7 @@ def _evaluate(config: EvalConfig, out: Path, group: Any, *, progress: bool) -> R
         box = [{record["key"]: record for record in store}]
     dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
     shard = Shard(shard_path(out, rank), known=box[0])
-    run = open_run(config, shard)
+    run = open_run(config, shard, data)
     everything = list(cells(run))
     # rank 0 loads every model (training a missing one once) and times it: the weights of the split
     weights: list[Any] = [forward_seconds(run) if rank == 0 else None]

@@ -113,8 +113,8 @@ def reseed_after_source(run: Run, key: str, source: str) -> None:
     seed_everything(cell_seed(run.config.seed, key))
 
 
-def open_run(config: EvalConfig, store: ResultsFile) -> Run:
-    """Load the data, check every defense name and build the :class:`Run` that records into ``store``."""
+def prepare(config: EvalConfig) -> datasets.Dataset:
+    """Load the data and check every defense name; announce the models that will be trained first."""
     data = datasets.load(config.dataset)
     if config.n > len(data.x_test):
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
@@ -123,6 +123,12 @@ def open_run(config: EvalConfig, store: ResultsFile) -> Run:
     for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
         if notice := training_notice(name, config.dataset):
             logger.warning(notice)  # before the run starts, so that the user can stop it
+    return data
+
+
+def open_run(config: EvalConfig, store: ResultsFile, data: datasets.Dataset | None = None) -> Run:
+    """The :class:`Run` of ``config`` (on ``data``, :func:`prepare` d if not given) that records into ``store``."""
+    data = prepare(config) if data is None else data
     device = torch.device(config.device)
     return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
 
@@ -132,9 +138,10 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
 
     Shards left by a killed distributed run (:mod:`.distributed`) are merged first: their cells are done.
     """
+    data = prepare(config)
     store = ResultsFile(Path(out) / "results.jsonl")
     merge_shards(store, Path(out))
-    run = open_run(config, store)
+    run = open_run(config, store, data)
     todo = [cell for cell in cells(run) if cell[1] not in store]
     logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
     for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
