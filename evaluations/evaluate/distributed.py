@@ -11,8 +11,9 @@ to its own shard (:mod:`.shards`); at the end of a phase the ranks exchange thei
 same records (except ``seconds``).
 
 Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
-number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells. The
-output folder must be one file system that every rank sees (on several nodes, a shared one).
+number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells; so does
+the attempt torchrun restarts under ``--max-restarts``. The output folder must be one file system that
+every rank sees (on several nodes, a shared one).
 
 Process groups: NCCL for CUDA tensors and gloo for CPU ones (``"cpu:gloo,cuda:nccl"``) on GPUs, gloo alone
 on CPU; the records travel on a separate gloo group. The collectives wait up to :data:`TIMEOUT`, since a
