@@ -24,17 +24,29 @@ from torch import nn
 
 from ..validation import check_choice
 from . import bayes, dropconnect, mwd, noise, plain, rse, sap, sdr
+from .checkpoint import CheckpointError, read_checkpoint
 from .spec import Spec, TrainSettings, plain_trainer
-from .store import SHIPPED_DIR, build_spec, cache_dir, checkpoint_name, find_checkpoint, load_spec, train_spec
+from .store import (
+    SHIPPED_DIR,
+    build_spec,
+    cache_dir,
+    checkpoint_name,
+    convert_spec,
+    find_checkpoint,
+    load_spec,
+    train_spec,
+)
 
 __all__ = [
     "FAMILIES",
+    "CheckpointError",
     "SHIPPED_DIR",
     "Spec",
     "TrainSettings",
     "build",
     "cache_dir",
     "checkpoint_name",
+    "convert",
     "find_checkpoint",
     "get",
     "load",
@@ -107,3 +119,17 @@ def load(
     spec = get(name)
     settings = settings or TrainSettings()
     return load_spec(spec, dataset=dataset, device=device, train_if_missing=train_if_missing, settings=settings)
+
+
+def convert(path: str | Path) -> dict[str, Any]:
+    """Re-save the checkpoint at ``path`` (and its sidecar) as tensors and plain data only, weights bit for bit.
+
+    The zoo entry and dataset are the ones the file records; it must fit that entry's model. Reading runs no code
+    from the file (``weights_only=True``). ``stochdef train --convert PATH`` calls this. Returns the new metadata.
+    """
+    path = Path(path)
+    _, meta = read_checkpoint(path, verify=False)
+    name = meta.get("name")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise CheckpointError(f"checkpoint {path} records no zoo name (got {name!r}); known: {list(_REGISTRY)}")
+    return convert_spec(path, _REGISTRY[name])
