@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-indicators", action="store_true", help="skip the gradient-obfuscation checks")
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer matrix")
+    parser.add_argument(
+        "--recompute-stale",
+        action="store_true",
+        help="recompute the cells of --out computed with other weights, library versions, device or CPU capability "
+        "(their old records move to results.stale.jsonl); without it such a run is refused",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
         transfer=not args.no_transfer,
     )
     start = time.perf_counter()
-    store = evaluate(config, out=args.out)
+    store = evaluate(config, out=args.out, recompute_stale=args.recompute_stale)
     seconds = time.perf_counter() - start
     plots = all_plots(store, config, args.out)
     atomic_write_text(args.out / "report.md", markdown(store, config, seconds=seconds, plots=plots))
