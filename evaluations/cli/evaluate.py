@@ -20,6 +20,7 @@ def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     def parse(text: str) -> tuple[Any, ...]:
         return tuple(kind(part) for part in text.split(",") if part)
 
+    parse.__name__ = f"comma-separated {kind.__name__}"  # argparse's error: "invalid comma-separated float value"
     return parse
 
 
