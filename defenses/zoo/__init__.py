@@ -6,7 +6,10 @@ They import only :mod:`.spec` and :mod:`.store`; this module imports them all an
 by name. :func:`load` returns a trained model: a checkpoint shipped in ``defenses/checkpoints/``, else
 one cached in ``$STOCHDEF_CACHE`` (default ``~/.cache/stochdef``), else it trains one with the
 project's own trainer and caches it. Every checkpoint stores the state dict, the spec name, the
-dataset, the metrics and the command that made it; a JSON sidecar repeats all but the weights.
+dataset, the metrics, the command that made it, an architecture fingerprint and the weights' sha256; a
+JSON sidecar repeats all but the weights. Checkpoints hold tensors and plain data only and are read with
+``torch.load(weights_only=True)`` (:mod:`.checkpoint`); :func:`load` raises :class:`CheckpointError` naming
+the file for one that is damaged or made for another model, and :func:`convert` re-saves an older one.
 
 Example:
     >>> "vanilla-mlp" in names()

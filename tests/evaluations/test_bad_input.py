@@ -355,3 +355,50 @@ def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path: Path) -> None:
     assert last.startswith("stochdef evaluate: interrupted after ") and "run the same command again to resume" in last
     assert f"{recorded} cells are recorded in {results}" in last
     assert recorded < 13  # stopped mid-way: 1 clean + 12 attack cells in all
+
+
+# The second run: its imports done before it waits for the first run's first cell, so that it asks for the
+# folder while the first run is still computing.
+SECOND = """
+import sys, time
+from pathlib import Path
+from stochdef.evaluations import cli
+cli.parse_args(["evaluate"])  # imports the subcommand's module (torch and the attack libraries)
+from stochdef.defenses import data
+data.load("mnist5k")
+results = Path(sys.argv[1]) / "results.jsonl"
+while not results.exists():
+    time.sleep(0.001)
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_two_runs_into_one_folder_lose_no_cell(tmp_path: Path) -> None:
+    """The issue's case: two runs with different seeds into one --out. The second is refused before computing
+    while the first runs; the first keeps every cell."""
+    eps = ",".join(f"{0.01 * i:.2f}" for i in range(1, 16))
+    args = [
+        "evaluate", "--out", str(tmp_path), "--defense", "vanilla-mlp", "--attack", "pgd", "--library", "inhouse",
+        "--eps", eps, "--samples", "1", "--n", "100", "--steps", "100", *TINY_FLAGS, "--device", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    second = subprocess.Popen(
+        [sys.executable, "-c", SECOND, str(tmp_path), *args, "--seed", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "stochdef.evaluations.cli", *args, "--seed", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, err = second.communicate(timeout=300)
+    running = first.poll() is None
+    assert first.wait(timeout=300) == 0
+    assert running, "the first run ended before the second asked for the folder: the test proves nothing"
+    assert second.returncode == 2 and "is in use by another process" in err.strip().splitlines()[-1]
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 16 and all('"seed":0' in r["key"] for r in records)  # 1 clean + 15 attack cells, run A's
