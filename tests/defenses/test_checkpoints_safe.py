@@ -183,3 +183,19 @@ def test_files_are_written_with_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(previous)
     for written in (path, tmp_path / "m.pt", tmp_path / "m.json"):
         assert written.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_stochdef_train_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stochdef.evaluations import cli
+
+    model = zoo.build("relu-256", "digits")
+    path = tmp_path / "relu-256--digits.pt"
+    _legacy_file(path, model.state_dict(), {"name": "relu-256", "dataset": "digits", "quick": False})
+    assert cli.main(["train", "--convert", str(path)]) == 0
+    assert "relu-256 on digits" in capsys.readouterr().out
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    assert blob["meta"]["weights_sha256"] == weights_digest(model.state_dict())
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert cli.main(["train", "--convert", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stochdef train: error: checkpoint ") and str(tmp_path / "bad.pt") in err
