@@ -35,7 +35,7 @@ from stochdef.defenses import data as datasets
 from .. import libraries
 from ..libraries import ESTIMATORS, AttackSpec
 from .checks import check_out
-from .diagnose import diagnose
+from .diagnose import SURROGATES, diagnose, surrogate_for
 from .provenance import differences, summary
 from .results import ResultsFile, cell_seed
 from .run import (
@@ -47,6 +47,7 @@ from .run import (
     clean_key,
     indicator_key,
     seed_everything,
+    training_notice,
     transfer_key,
 )
 from .transfer import transfer_cell
@@ -115,6 +116,8 @@ def defenses_of(kind: str, payload: Any) -> tuple[str, ...]:
         return (payload[0],)
     if kind == "transfer":
         return tuple(dict.fromkeys(payload))
+    if kind == "indicators":  # the transfer indicator attacks from a surrogate model
+        return (payload, surrogate_for(payload))
     return (payload,)
 
 
@@ -154,6 +157,9 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
     with ResultsFile(out / "results.jsonl", lock=True) as store:
         device = torch.device(config.device)
         x, y = data.x_test[: config.n].to(device), data.y_test[: config.n].to(device)
