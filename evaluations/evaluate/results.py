@@ -34,14 +34,14 @@ __all__ = [
     "read_records",
 ]
 
-_JUDGED = ("acc_single", "acc_single_ci", "acc_ensemble", "acc_ensemble_ci", "calibration")
-#: The fields a record of each kind must hold (what the report and plots read); an attack cell either
-#: records why it was ``skipped`` or the judged fields.
+_JUDGED = ("acc_single", "acc_single_ci", "acc_ensemble", "acc_ensemble_ci")
+#: The fields a record of each kind must hold (what the report and plots read; a cell's identity is its key);
+#: an attack cell either records why it was ``skipped`` or the judged fields.
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "clean": ("defense", "random", *_JUDGED),
-    "attack": ("defense", "library", "attack", "eps", "samples", "steps"),
-    "indicators": ("defense", "indicators"),
-    "transfer": ("source", "target", "acc_ensemble"),
+    "clean": ("random", *_JUDGED),
+    "attack": (),
+    "indicators": ("indicators",),
+    "transfer": ("acc_ensemble",),
 }
 # Fields that may differ between two computations of one cell without their results differing.
 _INCIDENTAL = frozenset({"seconds"})

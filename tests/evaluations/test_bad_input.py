@@ -262,7 +262,7 @@ def test_a_record_missing_a_field_is_one_line(capsys: pytest.CaptureFixture[str]
     (tmp_path / "results.jsonl").write_text(json.dumps({"key": "x", "kind": "attack", "defense": "d"}) + "\n")
     before = _snapshot(tmp_path)
     code, err = _run(capsys, "evaluate", "--out", str(tmp_path), *TINY, *TINY_FLAGS)
-    assert code == 2 and "line 1: an attack record must have the fields 'library'" in _one_line_error(err)
+    assert code == 2 and "line 1: an attack record must have the fields 'acc_single'" in _one_line_error(err)
     assert _snapshot(tmp_path) == before
 
 
@@ -278,7 +278,9 @@ def test_a_bad_checkpoint_is_named_before_any_cell(
     path.write_bytes(good[:3000] if damage == "truncated" else os.urandom(3000))
     out = tmp_path / "out"
     before = _prefilled(out)
-    code, err = _run(capsys, "evaluate", "--out", str(out), "--dataset", "digits", "--defense", "vanilla-mlp", *TINY)
+    code, err = _run(
+        capsys, "evaluate", "--out", str(out), "--dataset", "digits", "--defense", "vanilla-mlp", *TINY, *TINY_FLAGS
+    )
     assert code == 2 and f"checkpoint {path}" in _one_line_error(err)
     assert _snapshot(out) == before
 
