@@ -18,6 +18,7 @@ from stochdef.defenses.validation import (
     check_int,
     check_labels,
     check_shape,
+    probe_classes,
 )
 
 from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum
@@ -252,6 +253,7 @@ def to_art(
         raise TypeError(f"loss must be one of {names} (a loss over class indices), got {type(loss).__name__}")
     dev = module_device(model, device)
     eot = EoT(model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip, input_shape=shape).to(dev)
+    probe_classes(model, input_shape=shape, bounds=clip, device=dev, num_classes=nb_classes)  # one call, no trace
     classifier = EoTClassifier(
         eot,
         output=output,

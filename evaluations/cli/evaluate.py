@@ -89,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
     )
+    parser.add_argument(
+        "--recompute-stale",
+        action="store_true",
+        help="recompute the cells of --out computed with other weights, library versions, device or CPU capability "
+        "(their old records move to results.stale.jsonl); without it such a run is refused",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -115,12 +121,12 @@ def main(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     if distributed.launched():  # torchrun with several processes: this rank's cells; rank 0 merges and reports
-        merged = distributed.evaluate(config, out=args.out)
+        merged = distributed.evaluate(config, out=args.out, recompute_stale=args.recompute_stale)
         if merged is None:
             return 0
         store = merged
     else:
-        store = evaluate(config, out=args.out)
+        store = evaluate(config, out=args.out, recompute_stale=args.recompute_stale)
     seconds = time.perf_counter() - start
     plots = all_plots(store, config, args.out)
     atomic_write_text(args.out / "report.md", markdown(store, config, seconds=seconds, plots=plots))

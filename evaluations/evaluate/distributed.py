@@ -22,6 +22,7 @@ rank may wait for a long cell of another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import replace
@@ -33,9 +34,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .engine import cells, compute, open_run, prepare
+from .checks import check_out
+from .engine import cells, compute, open_run, prepare, retire_stale
 from .results import ResultsFile
-from .run import EvalConfig
+from .run import EvalConfig, Run
 from .schedule import Cell, forward_seconds, split
 from .shards import Shard, merge_shards, shard_path
 
@@ -92,10 +94,14 @@ def _attempt_store() -> dict[str, Any]:
     return {"store": dist.PrefixStore(f"stochdef/attempt-{attempt}", agent), "rank": rank, "world_size": world}
 
 
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile | None:
+def evaluate(
+    config: EvalConfig, *, out: Path, progress: bool = True, recompute_stale: bool = False
+) -> ResultsFile | None:
     """This rank's part of the evaluation; on rank 0 the merged store (``out/results.jsonl``), else None.
 
-    Every rank must call it with the same ``config`` and ``out`` (torchrun runs the same command on each).
+    Every rank must call it with the same arguments (torchrun runs the same command on each). Rank 0 locks
+    ``results.jsonl`` for the run and checks the recorded cells' provenance as a one-process run does
+    (``recompute_stale``: see :func:`.engine.evaluate`).
     """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     config = replace(config, device=rank_device(config.device, local_rank))
@@ -103,46 +109,57 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
         torch.cuda.set_device(torch.device(config.device))
     group, created = _init(config.device)
     try:
-        return _evaluate(config, Path(out), group, progress=progress)
+        return _evaluate(config, Path(out), group, progress=progress, recompute_stale=recompute_stale)
     finally:
         dist.destroy_process_group(group)
         if created:
             dist.destroy_process_group()
 
 
-def _evaluate(config: EvalConfig, out: Path, group: Any, *, progress: bool) -> ResultsFile | None:
+def _evaluate(
+    config: EvalConfig, out: Path, group: Any, *, progress: bool, recompute_stale: bool
+) -> ResultsFile | None:
     rank, world = dist.get_rank(), dist.get_world_size()
     data = prepare(config)  # a bad configuration fails on every rank before any file is touched
-    store = None
-    box: list[Any] = [None]
-    if rank == 0:
-        store = ResultsFile(out / "results.jsonl")
-        merge_shards(store, out)  # shards of a killed run, of any number of ranks
-        box = [{record["key"]: record for record in store}]
-    dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
-    shard = Shard(shard_path(out, rank), known=box[0])
-    run = open_run(config, shard, data)
-    everything = list(cells(run))
-    # rank 0 loads every model (training a missing one once) and times it: the weights of the split
-    weights: list[Any] = [forward_seconds(run) if rank == 0 else None]
-    dist.broadcast_object_list(weights, src=0, group=group)
-    if rank == 0:
-        logger.info("%d cells, %d already done, %d ranks", len(everything), len(box[0]), world)
-    for number, phase in enumerate(phases(everything)):
-        todo = [cell for cell in phase if cell[1] not in shard]
-        mine = split(run, todo, world, weights[0])[rank]
-        logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
-        for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
-            compute(run, kind, key, payload)
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, list(shard.own()), group=group)
-        for records in gathered:
-            for record in records:
-                shard.known.setdefault(record["key"], record)
-    if store is not None:  # in the order of the cells, as a one-process run writes them
-        order = {cell[1]: index for index, cell in enumerate(everything)}
-        new = [r for r in shard.known.values() if r["key"] not in store]
-        store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
-    dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
-    shard.path.unlink(missing_ok=True)
-    return store
+    with contextlib.ExitStack() as stack:
+        store: ResultsFile | None = None
+        run: Run | None = None
+        box: list[Any] = [None]
+        if rank == 0:
+            out = check_out(out)
+            store = stack.enter_context(ResultsFile(out / "results.jsonl", lock=True))
+            merge_shards(store, out)  # shards of a killed run, of any number of ranks
+            run = open_run(config, store, data)
+            # rank 0 loads every model (a bad checkpoint fails now; a missing one is trained once) and times it:
+            # the weights of the split
+            weights = forward_seconds(run)
+            retire_stale(run, list(cells(run)), out, recompute_stale=recompute_stale)
+            box = [({record["key"]: record for record in store}, weights)]
+        dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
+        done, weights = box[0]
+        shard = Shard(shard_path(out, rank), known=done)
+        if run is None:
+            run = open_run(config, shard, data)
+        else:
+            run.store = shard
+        everything = list(cells(run))
+        if rank == 0:
+            logger.info("%d cells, %d already done, %d ranks", len(everything), len(done), world)
+        for number, phase in enumerate(phases(everything)):
+            todo = [cell for cell in phase if cell[1] not in shard]
+            mine = split(run, todo, world, weights)[rank]
+            logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
+            for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
+                compute(run, kind, key, payload)
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, list(shard.own()), group=group)
+            for records in gathered:
+                for record in records:
+                    shard.known.setdefault(record["key"], record)
+        if store is not None:  # in the order of the cells, as a one-process run writes them
+            order = {cell[1]: index for index, cell in enumerate(everything)}
+            new = [r for r in shard.known.values() if r["key"] not in store]
+            store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
+        dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
+        shard.path.unlink(missing_ok=True)
+        return store

@@ -11,7 +11,12 @@ A run is a list of cells, each computed once and streamed to ``results.jsonl`` (
 
 Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
 what an uninterrupted one would have, and ``torchrun`` can split the cells across processes
-(:mod:`.distributed`) without changing a number.
+(:mod:`.distributed`) without changing a number. Before the first cell: the configuration and the output folder are
+checked (:mod:`.checks`), ``results.jsonl`` is locked for this run (a second run into the same folder is
+refused), every model is loaded (a bad checkpoint fails now), and the recorded cells whose provenance differs
+from this run's (weights, versions, device, CPU capability: :mod:`.provenance`) refuse the run, or with
+``recompute_stale=True`` move to ``results.stale.jsonl`` and are computed again. Ctrl-C raises
+:class:`Interrupted`, saying how many cells are recorded and how to resume.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from stochdef.defenses import data as datasets
 
 from .. import libraries
 from ..libraries import ESTIMATORS, AttackSpec
-from .diagnose import SURROGATES, diagnose
+from .checks import check_out
+from .diagnose import SURROGATES, diagnose, surrogate_for
+from .provenance import differences, summary
 from .results import ResultsFile, cell_seed
 from .run import (
     EvalConfig,
@@ -103,7 +110,7 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
     else:
         reseed_after_source(run, key, payload[0])
         fields = transfer_cell(run, *payload)
-    run.record(key, kind, fields, time.perf_counter() - start)
+    run.record(key, kind, fields, time.perf_counter() - start, defenses_of(kind, payload))
 
 
 def reseed_after_source(run: Run, key: str, source: str) -> None:
@@ -111,6 +118,41 @@ def reseed_after_source(run: Run, key: str, source: str) -> None:
     the cell's own seed whether or not an earlier cell on this process had made that source's examples."""
     source_examples(run, source)
     seed_everything(cell_seed(run.config.seed, key))
+
+
+def defenses_of(kind: str, payload: Any) -> tuple[str, ...]:
+    """The defenses whose models a cell uses (its provenance records their weights)."""
+    if kind == "attack":
+        return (payload[0],)
+    if kind == "transfer":
+        return tuple(dict.fromkeys(payload))
+    if kind == "indicators":  # the transfer indicator attacks from a surrogate model
+        return (payload, surrogate_for(payload))
+    return (payload,)
+
+
+class StaleResultsError(ValueError):
+    """Recorded cells were computed under other conditions (weights, versions, device) than this run's."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says where it stopped and how to resume."""
+
+
+STALE_FILE = "results.stale.jsonl"
+
+
+def _stale(run: Run, grid: list[tuple[str, str, Any]]) -> dict[str, list[str]]:
+    """The recorded cells of ``grid`` whose provenance differs from what this run would record, and how."""
+    expected = {"versions": run.versions}
+    found = {}
+    for kind, key, payload in grid:
+        record = run.store.get(key)
+        if record is not None:
+            diff = differences(record, {**expected, "provenance": run.provenance(defenses_of(kind, payload))})
+            if diff:
+                found[key] = diff
+    return found
 
 
 def prepare(config: EvalConfig) -> datasets.Dataset:
@@ -133,17 +175,53 @@ def open_run(config: EvalConfig, store: ResultsFile, data: datasets.Dataset | No
     return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
 
 
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
+def retire_stale(run: Run, grid: list[tuple[str, str, Any]], out: Path, *, recompute_stale: bool) -> None:
+    """Refuse a store holding cells of ``grid`` of another provenance, or (``recompute_stale``) move them to
+    ``out/results.stale.jsonl`` so that they are computed again. ``run.store`` must be the results file."""
+    store = run.store
+    stale = _stale(run, grid)
+    if stale and not recompute_stale:
+        raise StaleResultsError(
+            f"{store.path} holds {len(stale)} cell(s) of this run computed under other conditions "
+            f"({summary(stale.values())}): rerun with --recompute-stale to compute them again (the old records "
+            f"move to {out / STALE_FILE}), or write to another --out"
+        )
+    if stale:
+        store.retire(stale, to=out / STALE_FILE)
+        logger.warning(
+            "recomputing %d cell(s) computed under other conditions (%s); old records moved to %s",
+            len(stale),
+            summary(stale.values()),
+            out / STALE_FILE,
+        )
+
+
+def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:
     """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``.
 
-    Shards left by a killed distributed run (:mod:`.distributed`) are merged first: their cells are done.
+    Everything is checked before the first cell (see the module docstring); recorded cells of another
+    provenance raise :class:`StaleResultsError` unless ``recompute_stale=True``. Shards left by a killed
+    distributed run (:mod:`.distributed`) are merged first: their cells are done.
     """
+    out = check_out(out)
     data = prepare(config)
-    store = ResultsFile(Path(out) / "results.jsonl")
-    merge_shards(store, Path(out))
-    run = open_run(config, store, data)
-    todo = [cell for cell in cells(run) if cell[1] not in store]
-    logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
-    for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
-        compute(run, kind, key, payload)
+    with ResultsFile(out / "results.jsonl", lock=True) as store:
+        merge_shards(store, out)
+        run = open_run(config, store, data)
+        for name in config.defenses:
+            run.model(name)  # a missing or bad checkpoint fails before the first cell
+        grid = list(cells(run))
+        retire_stale(run, grid, out, recompute_stale=recompute_stale)
+        todo = [cell for cell in grid if cell[1] not in store]
+        logger.info("%d cells, %d already done", len(grid), len(grid) - len(todo))
+        done = 0
+        try:
+            for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
+                compute(run, kind, key, payload)
+                done += 1
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "
+                f"{store.path}: run the same command again to resume"
+            ) from None
     return store

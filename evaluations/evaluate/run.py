@@ -21,11 +21,12 @@ from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses.mwd import MWDLayer, mwd_layers, set_gradient
-from stochdef.defenses.validation import check_choice, check_int, check_range
 from stochdef.defenses.zoo.store import SHIPPED_DIR, find_checkpoint
 
 from ..libraries import EVAL_ATTACKS, LIBRARIES, AttackSpec
 from ..stats import wilson_interval
+from .checks import check_config
+from .provenance import environment
 from .results import ResultsFile, cell_key
 
 logger = logging.getLogger(__name__)
@@ -55,20 +56,7 @@ class EvalConfig:
     transfer: bool = True
 
     def __post_init__(self) -> None:
-        check_choice("dataset", self.dataset, datasets.DATASETS)
-        for a in self.attacks:
-            check_choice("attack", a, EVAL_ATTACKS)
-        for lib in self.libraries:
-            check_choice("library", lib, LIBRARIES)
-        for e in self.eps:
-            check_range("eps", e, low=0.0)
-        for s in self.samples:
-            check_int("samples", s)
-        check_int("n", self.n)
-        check_int("steps", self.steps)
-        check_int("judge_samples", self.judge_samples)
-        if not self.defenses:
-            raise ValueError("defenses must name at least one defense")
+        check_config(self)  # every field, before anything runs (evaluate/checks.py)
 
     @property
     def eps_mid(self) -> float:
@@ -167,6 +155,8 @@ class Run:
     num_classes: int
     versions: dict[str, str] = field(default_factory=library_versions)
     models: dict[str, nn.Module] = field(default_factory=dict)
+    # sha256 of each loaded model's weights (by zoo name), recorded in every cell's provenance
+    weights: dict[str, str] = field(default_factory=dict)
     # adversarial examples made on a source defense, reused by every transfer cell of that source
     transfer_sources: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -180,6 +170,7 @@ class Run:
             if name.endswith(PSEUDO):  # same outputs; attacks back-propagate the MWD pseudogradient
                 set_gradient(model, "pseudo")
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
+            self.weights[base_name(name)] = str(meta.get("weights_sha256", ""))
             self.models[name] = model.eval()
         return self.models[name]
 
@@ -191,8 +182,24 @@ class Run:
         """``samples``, or 1 for a deterministic defense (every draw would be the same)."""
         return samples if self.is_random(defense) else 1
 
-    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float) -> None:
-        self.store.add({"key": key, "kind": kind, **fields, "seconds": round(seconds, 3), "versions": self.versions})
+    def provenance(self, defenses: tuple[str, ...]) -> dict[str, Any]:
+        """What a cell on ``defenses`` depends on beyond its key (see :mod:`.provenance`); loads the models."""
+        for name in defenses:
+            self.model(name)
+        weights = {base_name(d): self.weights[base_name(d)] for d in defenses}
+        return {"weights": weights, **environment(self.config.device)}
+
+    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float, defenses: tuple[str, ...]) -> None:
+        self.store.add(
+            {
+                "key": key,
+                "kind": kind,
+                **fields,
+                "seconds": round(seconds, 3),
+                "versions": self.versions,
+                "provenance": self.provenance(defenses),
+            }
+        )
 
 
 PSEUDO = "[psd]"
