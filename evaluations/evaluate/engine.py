@@ -29,7 +29,7 @@ from stochdef.defenses import data as datasets
 
 from .. import libraries
 from ..libraries import ESTIMATORS, AttackSpec
-from .diagnose import diagnose
+from .diagnose import SURROGATES, diagnose
 from .results import ResultsFile, cell_seed
 from .run import (
     EvalConfig,
@@ -40,6 +40,7 @@ from .run import (
     clean_key,
     indicator_key,
     seed_everything,
+    training_notice,
     transfer_key,
 )
 from .transfer import transfer_cell
@@ -109,6 +110,9 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> Results
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
     store = ResultsFile(Path(out) / "results.jsonl")
     device = torch.device(config.device)
     run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
