@@ -39,7 +39,7 @@ from .engine import cells, compute, open_run, prepare, retire_stale
 from .results import ResultsFile
 from .run import EvalConfig, Run
 from .schedule import Cell, forward_seconds, split
-from .shards import Shard, merge_shards, shard_path
+from .shards import Shard, merge_shards, remove_shard, shard_path
 
 logger = logging.getLogger(__name__)
 
@@ -161,5 +161,5 @@ def _evaluate(
             new = [r for r in shard.known.values() if r["key"] not in store]
             store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
         dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
-        shard.path.unlink(missing_ok=True)
+        remove_shard(shard.path)
         return store

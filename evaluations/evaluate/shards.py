@@ -1,6 +1,6 @@
 """Results shards of a distributed evaluation: one JSONL file per rank beside ``results.jsonl``.
 
-Under ``torchrun`` every rank writes only its own shard, ``OUT/shards/rank-RRRRR.jsonl`` (a
+Under ``torchrun`` every rank writes only its own shard, ``OUT/shards/rank-RRRRR/results.jsonl`` (a
 :class:`~.results.ResultsFile`, rewritten atomically after every cell, so a killed rank leaves whole records).
 Rank 0 merges the shards into ``OUT/results.jsonl`` when the ranks are done; a run that finds shards left
 by a killed run (of any number of ranks, or a one-process run after a distributed one) merges them first,
@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,14 +34,15 @@ SHARDS = "shards"
 
 
 def shard_path(out: Path, rank: int) -> Path:
-    """The results shard of ``rank`` in the output folder ``out``."""
-    return Path(out) / SHARDS / f"rank-{rank:05d}.jsonl"
+    """The results shard of ``rank`` in the output folder ``out`` (in a folder of the rank's own, where any
+    file a run writes beside its results also stays the rank's)."""
+    return Path(out) / SHARDS / f"rank-{rank:05d}" / "results.jsonl"
 
 
 def leftover_shards(out: Path) -> list[Path]:
     """Every shard file in ``out`` (left by a run that was killed, or not yet merged), in name order."""
     folder = Path(out) / SHARDS
-    return sorted(folder.glob("rank-*.jsonl")) if folder.is_dir() else []
+    return sorted(folder.glob("rank-*/results.jsonl")) if folder.is_dir() else []
 
 
 def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
@@ -57,8 +59,16 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
         logger.info("merged %d cells from %d shards into %s", len(new), len(paths), store.path)
     if remove:
         for path in paths:
-            path.unlink(missing_ok=True)
+            remove_shard(path)
     return len(new)
+
+
+def remove_shard(path: Path) -> None:
+    """Delete a merged shard, and its rank's folder and ``shards/`` once they are empty."""
+    Path(path).unlink(missing_ok=True)
+    for folder in (Path(path).parent, Path(path).parent.parent):
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            folder.rmdir()
 
 
 class Shard(ResultsFile):
@@ -69,7 +79,7 @@ class Shard(ResultsFile):
 
     Example:
         >>> import tempfile, pathlib
-        >>> shard = Shard(pathlib.Path(tempfile.mkdtemp()) / "rank-00000.jsonl", known={"a": {"key": "a"}})
+        >>> shard = Shard(shard_path(pathlib.Path(tempfile.mkdtemp()), 0), known={"a": {"key": "a"}})
         >>> shard.add({"key": "b"})
         >>> "a" in shard, shard.get("a"), len(shard)
         (True, {'key': 'a'}, 1)

@@ -73,7 +73,7 @@ def test_two_ranks_give_the_cells_of_one_process(one_process: list[dict[str, Any
     assert _numbers(merged) == _numbers(one_process)
     # both ranks worked, each wrote its own shard (now merged and removed); rank 0 alone wrote the report
     assert "rank 0: phase 1" in done.stderr and "rank 1: phase 1" in done.stderr
-    assert leftover_shards(tmp_path) == []
+    assert leftover_shards(tmp_path) == [] and not (tmp_path / "shards").exists()
     assert (tmp_path / "report.md").exists() and done.stdout.count("evaluated in") == 1
 
 
@@ -130,7 +130,7 @@ def test_a_killed_rank_resumes_with_another_number_of_ranks(one_process: list[di
     by_key = {r["key"]: r for r in final}
     for key, record in partial.items():  # finished cells were kept as they were (same seconds), not recomputed
         assert by_key[key] == record
-    assert leftover_shards(tmp_path) == []
+    assert leftover_shards(tmp_path) == [] and not (tmp_path / "shards").exists()
 
 
 def test_every_option_passes_through_torchrun_unchanged() -> None:
@@ -203,12 +203,12 @@ def test_merge_keeps_the_stores_record_and_removes_the_shards(tmp_path: Path) ->
     ResultsFile(shard_path(tmp_path, 3)).add({"key": "b", "v": 3})
     assert merge_shards(store, tmp_path) == 1
     assert [(r["key"], r["v"]) for r in ResultsFile(tmp_path / "results.jsonl")] == [("a", 1), ("b", 3)]
-    assert leftover_shards(tmp_path) == []
+    assert leftover_shards(tmp_path) == [] and not (tmp_path / "shards").exists()
     assert merge_shards(store, tmp_path) == 0
 
 
 def test_a_shard_writes_its_own_records_and_reads_the_run(tmp_path: Path) -> None:
-    shard = Shard(tmp_path / "rank-00001.jsonl", known={"a": {"key": "a", "v": 1}})
+    shard = Shard(shard_path(tmp_path, 1), known={"a": {"key": "a", "v": 1}})
     shard.add({"key": "b", "v": 2})
     assert "a" in shard and shard.get("a") == {"key": "a", "v": 1} and shard.get("c") is None
     assert [r["key"] for r in shard.own()] == ["b"]
