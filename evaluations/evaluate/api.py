@@ -107,9 +107,10 @@ def evaluate_model(
     auto = samples == "auto"
     if isinstance(samples, str) and not auto:
         raise ValueError(f"samples must be a sequence of counts or 'auto', got {samples!r}")
+    counts: tuple[int, ...] = (1,) if isinstance(samples, str) else tuple(samples)
     config = EvalConfig(
         dataset="custom", defenses=(name,), attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all,
-        samples=(1,) if auto else tuple(samples), n=len(x), steps=steps, judge_samples=judge_samples, seed=seed,
+        samples=counts, n=len(x), steps=steps, judge_samples=judge_samples, seed=seed,
         device=str(x.device), indicators=indicators, transfer=False, norm=norm, bounds=bounds, restarts=restarts,
         queries=queries, samples_cap=samples_cap if auto else 0, source=fingerprint(model, x, y),
     )  # fmt: skip

@@ -84,12 +84,9 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
         if kind == "clean":
             model = run.model(payload)
             random = is_random(model, run.x[:32], passes=3)
-            fields = {
-                "defense": payload,
-                "random": random,
-                **Judge(model, run.config.judge_samples if random else 1)(run.x, run.y),
-            }
-            track_worst_case(run, key, "clean", payload, max(run.config.eps), run.x, fields["correct"])
+            judged = Judge(model, run.config.judge_samples if random else 1)(run.x, run.y)
+            fields = {"defense": payload, "random": random, **judged}
+            track_worst_case(run, key, "clean", payload, max(run.config.eps), run.x, judged["correct"])
         elif kind == "attack":
             fields = attack_cell(run, key, *payload)
         elif kind == "indicators":
@@ -115,14 +112,15 @@ def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec
         model = run.model(defense)
         x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
         delta = (x_adv - run.x).flatten(1)
+        judged = Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y)
         fields.update(
             estimator=libraries.estimator(library, spec),
             linf=float(delta.abs().max()),
             l2=float(delta.norm(dim=1).max()),
-            **Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y),
+            **judged,
         )
         label = f"{spec.attack}/{library}/samples {spec.samples}"
-        track_worst_case(run, key, label, defense, spec.radius, x_adv, fields["correct"])
+        track_worst_case(run, key, label, defense, spec.radius, x_adv, judged["correct"])
     return fields
 
 

@@ -47,7 +47,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
     npz_path = worst_case.worst_case_path(out, c.defenses, defense)
     examples = worst_case.read(npz_path)
     chosen = auto_samples.read(out)
-    versions = next((r["versions"] for r in store if "versions" in r), {})
+    versions: dict[str, str] = next((r["versions"] for r in store if "versions" in r), {})
     return {
         "schema": SCHEMA,
         "model": defense,

@@ -107,7 +107,7 @@ class EvalConfig:
         if self.bounds != (0.0, 1.0):
             extra["bounds"] = list(self.bounds)
         if self.source:
-            extra["source"] = self.source
+            extra["fingerprint"] = self.source
         if self.checkpoint is not None:
             extra["checkpoint"] = file_digest(self.checkpoint)
         return extra
