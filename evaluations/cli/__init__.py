@@ -60,6 +60,20 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, a tuple written as the comma-separated list it is typed as;
+    flags (``store_true``), required positionals and helps that already state a default are left as they are."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or action.nargs == 0 or default in (None, argparse.SUPPRESS):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """The options every position accepts. After the subcommand their default is SUPPRESS, so that a
     subcommand which was not given ``-v`` leaves the top-level value as it is instead of resetting it."""
@@ -91,7 +105,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         subparser.set_defaults(_module=module)
         if name == command:
             importlib.import_module(f"stochdef.evaluations.cli.{module}").add_arguments(subparser)
@@ -118,9 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # the attack libraries log every call at INFO
         for name in ("art", "foolbox", "torchattacks"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    from tqdm.contrib.logging import logging_redirect_tqdm  # log lines above the progress bars, not through them
+
     module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
     try:
-        return int(module.main(args) or 0)
+        with logging_redirect_tqdm():
+            return int(module.main(args) or 0)
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"stochdef {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -17,9 +17,21 @@ from ..libraries import EVAL_ATTACKS, LIBRARIES, NORMS
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
-    def parse(text: str) -> tuple[Any, ...]:
-        return tuple(kind(part) for part in text.split(",") if part)
+    """A parser of comma-separated ``kind`` values whose error names the item that is not one."""
+    what = {float: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
 
+    def parse(text: str) -> tuple[Any, ...]:
+        values = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            try:
+                values.append(kind(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{part!r} is not {what} (in {text!r})") from None
+        return tuple(values)
+
+    parse.__name__ = f"comma-separated {kind.__name__} list"
     return parse
 
 
@@ -30,31 +42,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_list(str),
         default=DEFAULT_DEFENSES,
         help=(
-            f"comma-separated zoo names (default: {','.join(DEFAULT_DEFENSES)}; `stochdef train` lists them all); "
-            "append [psd] to an MWD net (mwd-256[psd]) to attack it through its pseudogradient"
+            "comma-separated zoo names (`stochdef train` lists them all; a name without a shipped checkpoint is "
+            "trained first, and the run says how long that took when the zoo recorded it); append [psd] to an "
+            "MWD net (mwd-256[psd]) to attack it through its pseudogradient"
         ),
     )
-    parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(EVAL_ATTACKS)}")
-    parser.add_argument("--library", type=_list(str), default=default.libraries, help=f"from {','.join(LIBRARIES)}")
+    parser.add_argument(
+        "--attack", type=_list(str), default=default.attacks, help=f"comma-separated, from {','.join(EVAL_ATTACKS)}"
+    )
+    parser.add_argument(
+        "--library", type=_list(str), default=default.libraries, help=f"comma-separated, from {','.join(LIBRARIES)}"
+    )
     parser.add_argument("--eps", type=_list(float), default=default.eps, help="comma-separated radii in --norm")
     parser.add_argument(
         "--samples",
         type=_samples,
         default=default.samples,
-        help="EoT draws per gradient: 1 is the naive attack (default: 1,8); 'auto' doubles them until the "
-        "worst case settles (up to --samples-cap)",
+        help="comma-separated EoT draws per gradient: 1 is the naive attack, the largest the EoT one; 'auto' "
+        "doubles them until the worst case settles (up to --samples-cap)",
     )
-    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS, help="embedded data set")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
+    )
     parser.add_argument("--out", type=Path, default=Path("stochdef-results"), help="folder for results and report")
-    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--seed", type=int, default=default.seed, help="run seed (each cell's seed derives from it)")
     parser.add_argument("--n", type=int, default=default.n, help="test images attacked")
     parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
     parser.add_argument(
-        "--judge-samples", type=int, default=default.judge_samples, help="draws in the defense's ensemble prediction"
+        "--judge-samples",
+        type=int,
+        default=default.judge_samples,
+        help="draws in the random defenses' ensemble prediction that judges every cell (cost grows with it)",
     )
-    parser.add_argument("--no-indicators", action="store_true", help="skip the gradient-obfuscation checks")
-    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer matrix")
+    parser.add_argument(
+        "--no-indicators",
+        action="store_true",
+        help="skip the gradient-obfuscation checks (about 30%% of a default run; README)",
+    )
+    parser.add_argument(
+        "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
+    )
     add_own_model_arguments(parser)
 
 
@@ -87,13 +115,13 @@ def add_own_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="test data: a .pt or .npz holding x (inputs in --bounds) and y (int64 labels); default: the "
         "--dataset test split",
     )
-    parser.add_argument("--bounds", type=_bounds, default=default.bounds, help="input range LOW,HIGH (default: 0,1)")
-    parser.add_argument("--norm", default=default.norm, choices=NORMS, help="threat model (default: linf)")
+    parser.add_argument("--bounds", type=_bounds, default=default.bounds, help="input range LOW,HIGH")
+    parser.add_argument("--norm", default=default.norm, choices=NORMS, help="threat model")
     parser.add_argument(
         "--restarts", type=int, default=default.restarts, help="random restarts of pgd-rs, APGD and Square"
     )
     parser.add_argument("--queries", type=int, default=default.queries, help="Square's query budget per example")
-    parser.add_argument("--samples-cap", type=int, default=32, help="the most draws --samples auto tries (default: 32)")
+    parser.add_argument("--samples-cap", type=int, default=32, help="the most draws --samples auto tries")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,11 +9,11 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from stochdef.defenses.data import DATASETS
 
-    parser.add_argument("names", nargs="*", metavar="NAME", help="defenses to train (default: list them)")
-    parser.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="defenses to train (none: list them)")
+    parser.add_argument("--dataset", default="mnist5k", choices=DATASETS, help="embedded data set")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the shipped checkpoints used 0)")
     parser.add_argument("--quick", action="store_true", help="a few epochs only (smoke runs and tests)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--out", type=Path, default=None, help="folder for the checkpoint (default: the cache)")
 
 

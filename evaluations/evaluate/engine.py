@@ -31,7 +31,7 @@ from .. import libraries
 from ..libraries import AttackSpec
 from .accounting import count_forward
 from .auto_samples import run_auto
-from .diagnose import diagnose
+from .diagnose import SURROGATES, diagnose
 from .results import ResultsFile, cell_seed
 from .run import (
     EvalConfig,
@@ -42,6 +42,7 @@ from .run import (
     clean_key,
     indicator_key,
     seed_everything,
+    training_notice,
     transfer_key,
 )
 from .transfer import transfer_cell
@@ -159,6 +160,9 @@ def open_run(config: EvalConfig, *, out: Path) -> Run:
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
     store = ResultsFile(Path(out) / "results.jsonl")
     device = torch.device(config.device)
     return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)

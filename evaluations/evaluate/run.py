@@ -8,6 +8,7 @@ matrix (:mod:`.transfer`), the report and the plots all depend on this module; i
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from torch import nn
 from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
-from stochdef.defenses.mwd import mwd_layers, set_gradient
+from stochdef.defenses.mwd import MWDLayer, mwd_layers, set_gradient
 from stochdef.defenses.validation import check_bounds, check_choice, check_int, check_range
+from stochdef.defenses.zoo.store import SHIPPED_DIR, find_checkpoint
 
 from ..libraries import DEFAULT_EVAL_ATTACKS, EVAL_ATTACKS, LIBRARIES, NORMS, RESTART_ATTACKS, AttackSpec
 from ..stats import wilson_interval
@@ -160,9 +162,25 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def output_kind(model: nn.Module) -> str:
+    """``"scores"`` for a network whose outputs are per-class scores in [0, 1] (an MWD net, or sigmoid outputs:
+    Agrawal et al. train both on the square error), else ``"logits"``; decided by the network's last layer.
+
+    >>> output_kind(nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())), output_kind(nn.Linear(4, 3))
+    ('scores', 'logits')
+    """
+    last = [m for m in model.modules() if not list(m.children())][-1:]
+    return "scores" if last and isinstance(last[0], (MWDLayer, nn.Sigmoid)) else "logits"
+
+
 @dataclass
 class Judge:
-    """The defense's own inference rule: one draw, and the softmax average of ``samples`` draws."""
+    """The defense's own inference rule: one draw, and the softmax average of ``samples`` draws.
+
+    Calibration uses the model's own confidence: the softmax of logits, or for a network with scores in
+    [0, 1] (:func:`output_kind`) the largest mean score itself (a softmax of such scores would put the top
+    confidence near 0.2 on ten classes whatever the network says).
+    """
 
     model: nn.Module
     samples: int
@@ -172,10 +190,12 @@ class Judge:
         single = (self.model(x).argmax(1) == y).cpu()
         probs = EoT(self.model, samples=self.samples, reduce="probs")(x).exp().cpu()
         ensemble = probs.argmax(1) == y.cpu()
+        kind = output_kind(self.model)
+        confidence = probs if kind == "logits" else EoT(self.model, samples=self.samples)(x).cpu()
         return {
             **_accuracy("single", single),
             **_accuracy("ensemble", ensemble),
-            "calibration": calibration_bins(probs, y.cpu()),
+            "calibration": {**calibration_bins(confidence, y.cpu()), "output": kind},
             "correct": bits(ensemble),  # per example, for the worst case over attacks (worst_case.py)
         }
 
@@ -195,8 +215,11 @@ def _accuracy(name: str, correct: torch.Tensor) -> dict[str, Any]:
 
 
 def calibration_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = CALIBRATION_BINS) -> dict[str, list[float]]:
-    """Reliability-diagram counts: per confidence bin, the number of points, correct ones and summed confidence."""
-    confidence, pred = probs.max(1)
+    """Reliability-diagram counts: per confidence bin, the number of points, correct ones and summed confidence.
+
+    ``probs`` are per-class confidences in [0, 1] (a softmax, or a network's own scores).
+    """
+    confidence, pred = probs.clamp(0.0, 1.0).max(1)
     index = (confidence * bins).long().clamp(max=bins - 1)
     count = torch.bincount(index, minlength=bins).tolist()
     correct = torch.bincount(index, weights=(pred == y).double(), minlength=bins).tolist()
@@ -264,6 +287,35 @@ def check_defense_name(defense: str, data: datasets.Dataset) -> None:
             f"defense {defense!r}: {PSEUDO} (attack through the MWD pseudogradient) needs an MWD network, "
             f"e.g. mwd-256{PSEUDO}"
         )
+
+
+def training_notice(defense: str, dataset: str) -> str | None:
+    """None when ``defense`` has a checkpoint for ``dataset`` (shipped or cached), else a sentence saying it will
+    be trained first and how long that took when the zoo recorded it (the shipped checkpoints' JSON sidecars).
+
+    >>> training_notice("vanilla-mlp", "mnist5k") is None
+    True
+    """
+    name = base_name(defense)
+    if find_checkpoint(name, dataset) is not None:
+        return None
+    sidecars = [json.loads(p.read_text()) for p in sorted(SHIPPED_DIR.glob("*.json"))]
+    own = [m for m in sidecars if m.get("name") == name and not m.get("quick")]
+    if own:
+        recorded = ", ".join(f"{m['train_seconds']:.0f} s on {m['dataset']}" for m in own)
+        how_long = f"the shipped {name} took {recorded}"
+    else:
+        family = [m for m in sidecars if m.get("family") == zoo.get(name).family and not m.get("quick")]
+        seconds = sorted(float(m["train_seconds"]) for m in family)
+        how_long = "no time recorded for it" + (
+            f"; the shipped {zoo.get(name).family} entries took {seconds[0]:.0f}-{seconds[-1]:.0f} s each"
+            if seconds
+            else ""
+        )
+    return (
+        f"{name} has no checkpoint for {dataset}: it will be trained first ({how_long}, on the machine that "
+        "trained the shipped checkpoints)"
+    )
 
 
 def clean_key(config: EvalConfig, defense: str) -> str:

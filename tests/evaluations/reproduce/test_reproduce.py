@@ -62,6 +62,18 @@ def test_consistency(quick: tuple[Reproduction, Path]) -> None:
     """Invariants each reproduction must satisfy whatever the model quality."""
     result, _ = quick
     _deterministic_eot_equals_naive(result)
+    if result.target == "sdr":  # the per-example sizes behind the plot are those the medians were taken of
+        models = ["vanilla-mlp", "sdr-decay", "sdr-learnable", "dropconnect"]
+        for attack in ("FGSM", "DeepFool"):
+            for label in ("naive", "eot"):
+                for i, name in enumerate(models):
+                    sizes = sorted(result.data["sizes"][attack][f"{name}, {label}"])
+                    median = result.data["measured"][attack][f"size_{label}"][i]
+                    if not sizes:
+                        assert math.isnan(median)
+                        continue
+                    assert sizes[(len(sizes) - 1) // 2] == pytest.approx(median, abs=1e-5)  # torch's lower median
+        assert "perturbation_norms.png" in result.plots
     if result.target == "mwd":  # a certificate is a lower bound: no attack may beat it
         fig = result.data["figure2"]
         for certified, upper in zip(fig["mwd"]["certified"], fig["mwd"]["upper"], strict=True):
