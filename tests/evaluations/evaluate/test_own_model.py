@@ -196,3 +196,25 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
     assert card["attacks"] == ["pgd", "apgd-ce", "square"] and card["eps"] == 0.1
     assert card["robust_accuracy"] <= card["best_single_attack_accuracy"]
     assert (tmp_path / "my-eval" / "worst-case.npz").exists() and (tmp_path / "my-eval" / "report.md").exists()
+
+
+def test_an_explicit_checkpoint_wins_over_the_zoo_one(tmp_path: Path) -> None:
+    """``--defense NAME --checkpoint PATH`` loads PATH into the zoo architecture, and PATH enters the keys."""
+    from stochdef.defenses import zoo
+    from stochdef.evaluations.evaluate import EvalConfig, Run, clean_key
+    from stochdef.evaluations.evaluate.results import ResultsFile
+
+    shipped, _ = zoo.load("vanilla-mlp", dataset="mnist5k")
+    zeros = {k: torch.zeros_like(v) for k, v in shipped.state_dict().items()}
+    torch.save(zeros, tmp_path / "zeros.pt")
+    torch.save({"state_dict": shipped.state_dict()}, tmp_path / "same.pt")
+    config = EvalConfig(defenses=("vanilla-mlp",), checkpoint=str(tmp_path / "zeros.pt"), indicators=False)
+    x = torch.rand(3, 1, 28, 28)
+    run = Run(config, ResultsFile(tmp_path / "r.jsonl"), x, torch.zeros(3, dtype=torch.long), 10)
+    model = run.model("vanilla-mlp")
+    assert all(float(p.abs().max()) == 0.0 for p in model.parameters())
+    assert not torch.equal(shipped(x), model(x))
+    other = EvalConfig(defenses=("vanilla-mlp",), checkpoint=str(tmp_path / "same.pt"), indicators=False)
+    plain = EvalConfig(defenses=("vanilla-mlp",), indicators=False)
+    keys = {clean_key(c, "vanilla-mlp") for c in (config, other, plain)}
+    assert len(keys) == 3  # each checkpoint its own cells; the zoo run's keys unchanged
