@@ -212,7 +212,7 @@ def test_an_explicit_checkpoint_wins_over_the_zoo_one(tmp_path: Path) -> None:
     x = torch.rand(3, 1, 28, 28)
     run = Run(config, ResultsFile(tmp_path / "r.jsonl"), x, torch.zeros(3, dtype=torch.long), 10)
     model = run.model("vanilla-mlp")
-    assert all(float(p.abs().max()) == 0.0 for p in model.parameters())
+    assert all(float(p.detach().abs().max()) == 0.0 for p in model.parameters())
     assert not torch.equal(shipped(x), model(x))
     other = EvalConfig(defenses=("vanilla-mlp",), checkpoint=str(tmp_path / "same.pt"), indicators=False)
     plain = EvalConfig(defenses=("vanilla-mlp",), indicators=False)
