@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -181,6 +182,12 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
         config = dataclasses.replace(config, defenses=(args.model,), checkpoint=None, transfer=False)
     n = len(x) if x is not None else config.n
     dataset = "custom" if args.data is not None and args.model is not None else config.dataset
+    if dataset == "custom" and config.indicators:
+        # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
+        logging.getLogger(__name__).warning(
+            "the gradient-obfuscation indicators need a zoo data set: not run on --data"
+        )
+        config = dataclasses.replace(config, indicators=False)
     source = fingerprint(*parts, extra=[args.model or ""])
     return dataclasses.replace(config, n=n, dataset=dataset, source=source), x, y, models
 

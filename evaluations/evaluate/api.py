@@ -85,6 +85,7 @@ def evaluate_model(
     judge_samples: int = 16,
     samples_cap: int = DEFAULT_CAP,
     indicators: bool = False,
+    dataset: str = "custom",
     seed: int = 0,
     name: str = "model",
     progress: bool = False,
@@ -94,8 +95,12 @@ def evaluate_model(
     ``eps``: one radius or several (the card's is the largest); ``samples``: EoT draws per gradient, 1
     being the naive attack, or ``"auto"`` to double them up to ``samples_cap`` until the worst case
     settles (:mod:`.auto_samples`). ``indicators=True`` adds the gradient-obfuscation checks (in-house,
-    L-inf). The model runs where its parameters are; ``x`` and ``y`` must be there too.
+    L-inf); their transfer check attacks a zoo surrogate trained on a zoo data set, so it needs ``dataset``
+    to name the zoo data set ``x`` comes from. The model runs where its parameters are; ``x`` and ``y``
+    must be there too.
     """
+    if indicators and dataset == "custom":
+        raise ValueError("indicators=True needs dataset= naming the zoo data set of x (its surrogate models)")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     bounds = check_bounds("bounds", tuple(bounds))
@@ -109,7 +114,7 @@ def evaluate_model(
         raise ValueError(f"samples must be a sequence of counts or 'auto', got {samples!r}")
     counts: tuple[int, ...] = (1,) if isinstance(samples, str) else tuple(samples)
     config = EvalConfig(
-        dataset="custom", defenses=(name,), attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all,
+        dataset=dataset, defenses=(name,), attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all,
         samples=counts, n=len(x), steps=steps, judge_samples=judge_samples, seed=seed,
         device=str(x.device), indicators=indicators, transfer=False, norm=norm, bounds=bounds, restarts=restarts,
         queries=queries, samples_cap=samples_cap if auto else 0, source=fingerprint(model, x, y),
