@@ -4,6 +4,10 @@ The top-level parser lists the subcommands from the static table below without i
 (which import torch and the attack libraries): ``stochdef --help`` and ``stochdef --version`` stay fast.
 Only the chosen subcommand's module is imported, to add its arguments and run it. The global options
 (``-v``, ``--version``) are accepted before and after the subcommand.
+
+Every error the user can fix (a bad option, a bad value, a bad file, a folder in use) is one line on stderr,
+``stochdef CMD: error: ...``, and exit status 2; Ctrl-C prints where the run stopped (exit status 130), never
+a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand -> (module under stochdef.evaluations.cli, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -99,9 +104,21 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (``stochdef CMD: error: ...``, exit 2) without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: its lines joined with ``; ``."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with the arguments of ``command`` only (its module is imported); None imports none."""
-    parser = argparse.ArgumentParser(prog="stochdef", description=DESCRIPTION)
+    parser = Parser(prog="stochdef", description=DESCRIPTION)
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -134,13 +151,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     from tqdm.contrib.logging import logging_redirect_tqdm  # log lines above the progress bars, not through them
 
-    module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
     try:
+        module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
         with logging_redirect_tqdm():
             return int(module.main(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"stochdef {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"stochdef {args.command}: {one_line(err) or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not _user_error(err):
+            raise
+        print(f"stochdef {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _user_error(err: RuntimeError) -> bool:
+    """A ``RuntimeError`` the user can fix: the output file is in use by another run."""
+    from stochdef.defenses.files import FileInUseError
+
+    return isinstance(err, FileInUseError)
 
 
 def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:

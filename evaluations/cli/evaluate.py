@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
     )
+    parser.add_argument(
+        "--recompute-stale",
+        action="store_true",
+        help="recompute the cells of --out computed with other weights, library versions, device or CPU capability "
+        "(their old records move to results.stale.jsonl); without it such a run is refused",
+    )
     add_own_model_arguments(parser)
 
 
@@ -131,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
 
     config, x, y, models = own_model(args, build_config(args))
     start = time.perf_counter()
-    store, config = execute(config, args.out, x=x, y=y, models=models)
+    store, config = execute(config, args.out, x=x, y=y, models=models, recompute_stale=args.recompute_stale)
     seconds = time.perf_counter() - start
     plots = write_outputs(store, config, args.out, seconds=seconds)
     print(console_table(store, config))

@@ -38,7 +38,8 @@ from stochdef.defenses.validation import check_bounds, check_input, check_labels
 
 from ..libraries import DEFAULT_EVAL_ATTACKS, LIBRARIES
 from . import auto_samples, model_card, worst_case
-from .engine import run_all
+from .checks import check_out
+from .engine import evaluate, run_checked
 from .results import ResultsFile
 from .run import EvalConfig, Run
 from .user_model import fingerprint, num_classes_of
@@ -130,8 +131,10 @@ def _evaluate(
     keep: bool, progress: bool,
 ) -> EvaluationResult:  # fmt: skip
     start = time.perf_counter()
-    run = Run(config, ResultsFile(out / "results.jsonl"), x, y, num_classes, models={config.defenses[0]: model})
-    store = run_all(run, progress=progress)
+    out = check_out(out)
+    with ResultsFile(out / "results.jsonl", lock=True) as store:
+        run = Run(config, store, x, y, num_classes, models={config.defenses[0]: model})
+        run_checked(run, progress=progress)
     config = run.config
     if keep:
         write_outputs(store, config, out, seconds=time.perf_counter() - start)
@@ -187,33 +190,38 @@ def with_samples(config: EvalConfig, samples: Sequence[int] | str, cap: int = DE
 
 def execute(
     config: EvalConfig, out: Path, *, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-    models: dict[str, nn.Module] | None = None, progress: bool = True,
+    models: dict[str, nn.Module] | None = None, progress: bool = True, recompute_stale: bool = False,
 ) -> tuple[ResultsFile, EvalConfig]:  # fmt: skip
     """Run ``config`` and return the store and the config as run (``samples`` = the counts run when auto).
 
-    Zoo defenses on ``config.dataset`` by default; ``models`` (name -> module) are the caller's own, and
-    ``x, y`` the caller's test data (else the first ``config.n`` test images of ``config.dataset``).
+    Zoo defenses on ``config.dataset`` by default (:func:`.engine.evaluate`); ``models`` (name -> module)
+    are the caller's own, and ``x, y`` the caller's test data (else the first ``config.n`` test images of
+    ``config.dataset``).
     """
     from stochdef.defenses import data as datasets
 
-    from .engine import check_defense_name, open_run
+    from .run import check_defense_name
 
     if x is None and not models:
-        run = open_run(config, out=out)
+        store = evaluate(config, out=out, progress=progress, recompute_stale=recompute_stale)
+        chosen = auto_samples.read(Path(out)) if config.samples_cap else None
+        if chosen is not None:
+            config = dataclasses.replace(config, samples=tuple(chosen["samples_run"]))
+        return store, config
+    data = datasets.load(config.dataset) if config.dataset in datasets.DATASETS else None
+    if x is None or y is None:
+        assert data is not None
+        x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
+    if models:
+        num_classes = num_classes_of(next(iter(models.values())), x)
     else:
-        data = datasets.load(config.dataset) if config.dataset in datasets.DATASETS else None
-        if x is None or y is None:
-            assert data is not None
-            x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
-        if models:
-            num_classes = num_classes_of(next(iter(models.values())), x)
-        else:
-            assert data is not None
-            num_classes = data.num_classes
-            for name in config.defenses:
-                check_defense_name(name, data)
-        check_labels(y, batch=len(x), num_classes=num_classes, device=x.device)
-        store = ResultsFile(Path(out) / "results.jsonl")
+        assert data is not None
+        num_classes = data.num_classes
+        for name in config.defenses:
+            check_defense_name(name, data)
+    check_labels(y, batch=len(x), num_classes=num_classes, device=x.device)
+    out = check_out(out)
+    with ResultsFile(out / "results.jsonl", lock=True) as store:
         run = Run(config, store, x, y, num_classes, models=dict(models or {}))
-    store = run_all(run, progress=progress)
+        run_checked(run, progress=progress, recompute_stale=recompute_stale)
     return store, run.config

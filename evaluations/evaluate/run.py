@@ -22,11 +22,14 @@ from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses.mwd import MWDLayer, mwd_layers, set_gradient
-from stochdef.defenses.validation import check_bounds, check_choice, check_int, check_range
+from stochdef.defenses.validation import check_bounds, check_choice, check_int
+from stochdef.defenses.zoo.checkpoint import weights_digest
 from stochdef.defenses.zoo.store import SHIPPED_DIR, find_checkpoint
 
-from ..libraries import DEFAULT_EVAL_ATTACKS, EVAL_ATTACKS, LIBRARIES, NORMS, RESTART_ATTACKS, AttackSpec
+from ..libraries import DEFAULT_EVAL_ATTACKS, LIBRARIES, NORMS, RESTART_ATTACKS, AttackSpec
 from ..stats import wilson_interval
+from .checks import check_config
+from .provenance import environment
 from .results import ResultsFile, cell_key
 
 logger = logging.getLogger(__name__)
@@ -67,22 +70,8 @@ class EvalConfig:
     source: str = ""
 
     def __post_init__(self) -> None:
+        check_config(self)  # every field, before anything runs (evaluate/checks.py)
         self._check_threat_model()
-        if not self.source:
-            check_choice("dataset", self.dataset, datasets.DATASETS)
-        for a in self.attacks:
-            check_choice("attack", a, EVAL_ATTACKS)
-        for lib in self.libraries:
-            check_choice("library", lib, LIBRARIES)
-        for e in self.eps:
-            check_range("eps", e, low=0.0)
-        for s in self.samples:
-            check_int("samples", s)
-        check_int("n", self.n)
-        check_int("steps", self.steps)
-        check_int("judge_samples", self.judge_samples)
-        if not self.defenses:
-            raise ValueError("defenses must name at least one defense")
 
     @property
     def eps_mid(self) -> float:
@@ -238,6 +227,8 @@ class Run:
     num_classes: int
     versions: dict[str, str] = field(default_factory=library_versions)
     models: dict[str, nn.Module] = field(default_factory=dict)
+    # sha256 of each loaded model's weights (by zoo name), recorded in every cell's provenance
+    weights: dict[str, str] = field(default_factory=dict)
     # adversarial examples made on a source defense, reused by every transfer cell of that source
     transfer_sources: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -252,10 +243,11 @@ class Run:
                     from .user_model import load_checkpoint
 
                     load_checkpoint(model, self.config.checkpoint)
-                    meta = {"path": self.config.checkpoint}
+                    meta = {"path": self.config.checkpoint, "weights_sha256": weights_digest(model.state_dict())}
             if name.endswith(PSEUDO):  # same outputs; attacks back-propagate the MWD pseudogradient
                 set_gradient(model, "pseudo")
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
+            self.weights[base_name(name)] = str(meta.get("weights_sha256", ""))
             self.models[name] = model.eval()
         return self.models[name]
 
@@ -267,8 +259,26 @@ class Run:
         """``samples``, or 1 for a deterministic defense (every draw would be the same)."""
         return samples if self.is_random(defense) else 1
 
-    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float) -> None:
-        self.store.add({"key": key, "kind": kind, **fields, "seconds": round(seconds, 3), "versions": self.versions})
+    def provenance(self, defenses: tuple[str, ...]) -> dict[str, Any]:
+        """What a cell on ``defenses`` depends on beyond its key (see :mod:`.provenance`); loads the models."""
+        for name in defenses:
+            self.model(name)
+        for d in defenses:  # a caller's own model (evaluate_model, --model) came in loaded: digest it once
+            self.weights.setdefault(base_name(d), weights_digest(self.models[d].state_dict()))
+        weights = {base_name(d): self.weights[base_name(d)] for d in defenses}
+        return {"weights": weights, **environment(self.config.device)}
+
+    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float, defenses: tuple[str, ...]) -> None:
+        self.store.add(
+            {
+                "key": key,
+                "kind": kind,
+                **fields,
+                "seconds": round(seconds, 3),
+                "versions": self.versions,
+                "provenance": self.provenance(defenses),
+            }
+        )
 
 
 PSEUDO = "[psd]"
