@@ -112,7 +112,8 @@ def section(out: Path) -> list[str]:
     data = read(out)
     if data is None:
         return []
-    lines = ["## EoT draws: `--samples auto`", "", data["rule"] + f" (cap {data['cap']}, eps {data['eps']}).", ""]
+    rule = data["rule"][:1].upper() + data["rule"][1:]
+    lines = ["## EoT draws: `--samples auto`", "", rule + f" (cap {data['cap']}, eps {data['eps']}).", ""]
     lines += ["| defense | worst case by draws | chosen |", "| --- | --- | --- |"]
     for d, v in data["defenses"].items():
         curve = ", ".join(f"{p['samples']}: {p['robust_accuracy']:.2f} ± {p['half_width']:.2f}" for p in v["curve"])
