@@ -34,7 +34,9 @@ from stochdef.adapters import is_random
 from stochdef.defenses import data as datasets
 
 from .. import libraries
-from ..libraries import ESTIMATORS, AttackSpec
+from ..libraries import AttackSpec
+from .accounting import count_forward
+from .auto_samples import run_auto
 from .checks import check_out
 from .diagnose import SURROGATES, diagnose, surrogate_for
 from .provenance import differences, summary
@@ -53,6 +55,7 @@ from .run import (
 )
 from .shards import merge_shards
 from .transfer import source_examples, transfer_cell
+from .worst_case import track_worst_case
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +69,14 @@ def cells(run: Run) -> Iterator[tuple[str, str, Any]]:
         for attack in c.attacks:
             for eps in c.eps:
                 for samples in c.samples:
-                    spec = AttackSpec(attack, eps, samples=samples, steps=c.steps)
+                    spec = c.attack_spec(attack, eps, samples)
+                    if isinstance(spec, str):  # no such attack in this threat model (FGSM under L2)
+                        continue
                     for library in c.libraries:
                         yield "attack", attack_key(c, defense, library, spec), (defense, library, spec)
+    if c.norm != "linf" and (c.indicators or c.transfer):
+        logger.warning("the indicators and the transfer matrix are L-inf checks: not run with norm %r", c.norm)
+        return
     if c.indicators:
         for defense in c.defenses:
             yield "indicators", indicator_key(c, defense), defense
@@ -82,35 +90,62 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
     """Compute one cell and record it (a cell that does not apply records why)."""
     seed_everything(cell_seed(run.config.seed, key))
     start = time.perf_counter()
-    if kind == "clean":
-        model = run.model(payload)
-        random = is_random(model, run.x[:32], passes=3)
-        fields = {
-            "defense": payload,
-            "random": random,
-            **Judge(model, run.config.judge_samples if random else 1)(run.x, run.y),
-        }
-    elif kind == "attack":
-        defense, library, spec = payload
-        # The fields an attack cell has always recorded (the spec's other settings are the table's defaults).
-        setting = {"attack": spec.attack, "eps": spec.eps, "samples": spec.samples, "steps": spec.steps}
-        fields = {"defense": defense, "library": library, **setting, "step": spec.step_size, "bounds": spec.bounds}
-        if spec.samples > 1 and not run.is_random(defense):
-            fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
-        else:
-            model = run.model(defense)
-            x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
-            fields.update(
-                estimator=ESTIMATORS[library] if spec.samples > 1 else "one draw per gradient (naive)",
-                linf=float((x_adv - run.x).abs().max()),
-                **Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y),
-            )
-    elif kind == "indicators":
-        fields = {"defense": payload, "indicators": diagnose(run, payload)}
-    else:
+    if kind == "transfer":  # the source's examples: made once per process, outside the cell's passes and draws
         reseed_after_source(run, key, payload[0])
-        fields = transfer_cell(run, *payload)
+    with count_forward(run.models) as passes:
+        if kind == "clean":
+            model = run.model(payload)
+            random = is_random(model, run.x[:32], passes=3)
+            judged = Judge(model, run.config.judge_samples if random else 1)(run.x, run.y)
+            fields = {"defense": payload, "random": random, **judged}
+            track_worst_case(run, key, "clean", payload, max(run.config.eps), run.x, judged["correct"])
+        elif kind == "attack":
+            fields = attack_cell(run, key, *payload)
+        elif kind == "indicators":
+            fields = {"defense": payload, "indicators": diagnose(run, payload)}
+        else:
+            fields = transfer_cell(run, *payload)
+    fields["forward_passes"] = passes.total  # rows through the defenses' forward (one example, one draw)
     run.record(key, kind, fields, time.perf_counter() - start, defenses_of(kind, payload))
+
+
+def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
+    """One library's attack on one defense, judged per example by the defense's own inference rule."""
+    # The fields an attack cell has always recorded (the spec's other settings are the table's defaults).
+    setting = {"attack": spec.attack, "eps": spec.eps, "samples": spec.samples, "steps": spec.steps}
+    fields = {"defense": defense, "library": library, **setting, "step": spec.step_size, "bounds": spec.bounds}
+    fields.update(run_spec_fields(spec))
+    reason = libraries.unsupported(library, spec)
+    if reason is not None:
+        fields["skipped"] = f"{library} has no counterpart: {reason}"
+    elif spec.samples > 1 and not run.is_random(defense):
+        fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
+    else:
+        model = run.model(defense)
+        x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
+        delta = (x_adv - run.x).flatten(1)
+        judged = Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y)
+        fields.update(
+            estimator=libraries.estimator(library, spec),
+            linf=float(delta.abs().max()),
+            l2=float(delta.norm(dim=1).max()),
+            **judged,
+        )
+        label = f"{spec.attack}/{library}/samples {spec.samples}"
+        track_worst_case(run, key, label, defense, spec.radius, x_adv, judged["correct"])
+    return fields
+
+
+def run_spec_fields(spec: AttackSpec) -> dict[str, Any]:
+    """The settings of the stronger attacks and of L2 runs, recorded only where they apply."""
+    fields: dict[str, Any] = {}
+    if spec.norm != "linf":
+        fields["norm"] = spec.norm
+    if spec.restarts != 1 or spec.attack in ("pgd-rs", "apgd-ce", "apgd-dlr", "square"):
+        fields["restarts"] = spec.restarts
+    if spec.attack == "square":
+        fields["queries"] = spec.queries
+    return fields
 
 
 def reseed_after_source(run: Run, key: str, source: str) -> None:
@@ -207,21 +242,38 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_
     data = prepare(config)
     with ResultsFile(out / "results.jsonl", lock=True) as store:
         merge_shards(store, out)
-        run = open_run(config, store, data)
-        for name in config.defenses:
-            run.model(name)  # a missing or bad checkpoint fails before the first cell
-        grid = list(cells(run))
-        retire_stale(run, grid, out, recompute_stale=recompute_stale)
-        todo = [cell for cell in grid if cell[1] not in store]
-        logger.info("%d cells, %d already done", len(grid), len(grid) - len(todo))
-        done = 0
-        try:
-            for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
-                compute(run, kind, key, payload)
-                done += 1
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "
-                f"{store.path}: run the same command again to resume"
-            ) from None
+        return run_checked(open_run(config, store, data), progress=progress, recompute_stale=recompute_stale)
+
+
+def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:
+    """Load every model, refuse (or retire) stale cells, then compute the missing ones of ``run``.
+
+    With ``samples_cap`` set (``--samples auto``), the EoT draws double until the worst case settles
+    (:mod:`.auto_samples`); ``run.config`` ends as run.
+    """
+    config, store = run.config, run.store
+    for name in config.defenses:
+        run.model(name)  # a missing or bad checkpoint fails before the first cell
+    retire_stale(run, list(cells(run)), store.path.parent, recompute_stale=recompute_stale)
+    if config.samples_cap:
+        return run_auto(run, lambda r: run_cells(r, progress=progress))
+    return run_cells(run, progress=progress)
+
+
+def run_cells(run: Run, *, progress: bool = True) -> ResultsFile:
+    """Compute every cell of ``run.config`` that the store lacks; Ctrl-C raises :class:`Interrupted`."""
+    store = run.store
+    grid = list(cells(run))
+    todo = [cell for cell in grid if cell[1] not in store]
+    logger.info("%d cells, %d already done", len(grid), len(grid) - len(todo))
+    done = 0
+    try:
+        for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
+            compute(run, kind, key, payload)
+            done += 1
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "
+            f"{store.path}: run the same command again to resume"
+        ) from None
     return store

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,11 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
 
 
 def remove_shard(path: Path) -> None:
-    """Delete a merged shard, and its rank's folder and ``shards/`` once they are empty."""
-    Path(path).unlink(missing_ok=True)
-    for folder in (Path(path).parent, Path(path).parent.parent):
-        with contextlib.suppress(OSError):  # not empty: something else lives there
-            folder.rmdir()
+    """Delete a merged shard with its rank's folder (what a rank wrote beside its results, such as its part of
+    the worst-case file, is not merged: DESIGN.md, "Distributed evaluation"), and ``shards/`` once empty."""
+    shutil.rmtree(Path(path).parent, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another rank's shard is still there
+        Path(path).parent.parent.rmdir()
 
 
 class Shard(ResultsFile):

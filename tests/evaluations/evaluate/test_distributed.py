@@ -263,3 +263,17 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_completes(
     assert _numbers(final) == _numbers(one_process)
     by_key = {r["key"]: r for r in final}
     assert all(by_key[key] == record for key, record in partial.items())
+
+
+def test_own_models_and_samples_auto_are_refused_under_torchrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    evaluate_cli.add_arguments(parser)
+    args = parser.parse_args(["--samples", "auto", "--out", str(tmp_path), "--defense", "vanilla-mlp"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="samples auto run in one process"):
+        evaluate_cli.main(args)
+    assert not (tmp_path / "results.jsonl").exists()
