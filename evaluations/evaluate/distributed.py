@@ -39,7 +39,8 @@ from .engine import cells, compute, open_run, prepare, retire_stale
 from .results import ResultsFile
 from .run import EvalConfig, Run
 from .schedule import Cell, forward_seconds, split
-from .shards import Shard, merge_shards, remove_shard, shard_path
+from .shards import Shard, merge_shards, remove_shard, shard_path, worst_case_parts
+from .worst_case import fold_parts
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,9 @@ def _evaluate(
         if rank == 0:
             out = check_out(out)
             store = stack.enter_context(ResultsFile(out / "results.jsonl", lock=True))
-            merge_shards(store, out)  # shards of a killed run, of any number of ranks
             run = open_run(config, store, data)
+            # shards of a killed run, of any number of ranks (their worst-case parts folded in grid order)
+            merge_shards(store, out, order=[key for _, key, _ in cells(run)])
             # rank 0 loads every model (a bad checkpoint fails now; a missing one is trained once) and times it:
             # the weights of the split
             weights = forward_seconds(run)
@@ -160,6 +162,7 @@ def _evaluate(
             order = {cell[1]: index for index, cell in enumerate(everything)}
             new = [r for r in shard.known.values() if r["key"] not in store]
             store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
+            fold_parts(out, worst_case_parts(out), store, list(order))  # "first to break" in grid order
         dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
         remove_shard(shard.path)
         return store

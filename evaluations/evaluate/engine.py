@@ -241,8 +241,9 @@ def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_
     out = check_out(out)
     data = prepare(config)
     with ResultsFile(out / "results.jsonl", lock=True) as store:
-        merge_shards(store, out)
-        return run_checked(open_run(config, store, data), progress=progress, recompute_stale=recompute_stale)
+        run = open_run(config, store, data)
+        merge_shards(store, out, order=[key for _, key, _ in cells(run)])
+        return run_checked(run, progress=progress, recompute_stale=recompute_stale)
 
 
 def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .results import ResultsFile
+from .worst_case import fold_parts
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,16 @@ def leftover_shards(out: Path) -> list[Path]:
     return sorted(folder.glob("rank-*/results.jsonl")) if folder.is_dir() else []
 
 
-def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
-    """Add the records of every shard in ``out`` that ``store`` lacks, in one atomic rewrite of ``store``;
-    then (``remove``) delete the shards. Returns the number of records added."""
+def worst_case_parts(out: Path) -> list[Path]:
+    """The ranks' parts of the worst-case files (:mod:`.worst_case`) in ``out``'s shard folders, in name order."""
+    folder = Path(out) / SHARDS
+    return sorted(folder.glob("rank-*/worst-case*.npz")) if folder.is_dir() else []
+
+
+def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True, order: Sequence[str] | None = None) -> int:
+    """Add the records of every shard in ``out`` that ``store`` lacks, in one atomic rewrite of ``store``, and
+    fold the ranks' parts of the worst-case files into ``out``'s (in the cells' ``order``, the grid's; by
+    default the store's); then (``remove``) delete the shards. Returns the number of records added."""
     paths = leftover_shards(out)
     new: dict[str, dict[str, Any]] = {}
     for path in paths:
@@ -58,6 +66,9 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
     if new:
         store.extend(list(new.values()))
         logger.info("merged %d cells from %d shards into %s", len(new), len(paths), store.path)
+    parts = worst_case_parts(out)
+    if parts:
+        fold_parts(out, parts, store, [r["key"] for r in store] if order is None else order)
     if remove:
         for path in paths:
             remove_shard(path)
@@ -65,8 +76,8 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True) -> int:
 
 
 def remove_shard(path: Path) -> None:
-    """Delete a merged shard with its rank's folder (what a rank wrote beside its results, such as its part of
-    the worst-case file, is not merged: DESIGN.md, "Distributed evaluation"), and ``shards/`` once empty."""
+    """Delete a merged shard with its rank's folder (with what the rank wrote beside its results, such as its part
+    of the worst-case file, folded by then), and ``shards/`` once empty."""
     shutil.rmtree(Path(path).parent, ignore_errors=True)
     with contextlib.suppress(OSError):  # not empty: another rank's shard is still there
         Path(path).parent.parent.rmdir()

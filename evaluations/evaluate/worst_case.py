@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,21 +117,24 @@ def summary(
 # ---- the adversarial examples of the worst case (at the card's eps) ----------------------------------------
 
 
-def _load(path: Path, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+def _load(path: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    x_np = x.detach().cpu().numpy()
     return {
-        "x": x_np,
-        "y": y.detach().cpu().numpy(),
-        "x_adv": x_np.copy(),
-        "broken_by": np.full(len(x_np), "", dtype="<U64"),
+        "x": x,
+        "y": y,
+        "x_adv": x.copy(),
+        "broken_by": np.full(len(x), "", dtype="<U64"),
         "keys": np.zeros(0, dtype="<U1024"),
     }
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
+    delta = (state["x_adv"] - state["x"]).reshape(len(state["x"]), -1).astype(np.float64)
+    state["linf"] = np.abs(delta).max(axis=1)
+    state["l2"] = np.sqrt((delta**2).sum(axis=1))
+    state["robust"] = state["broken_by"] == ""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     os.close(fd)
@@ -139,23 +142,56 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _fold(state: dict[str, Any], key: str, correct: str, x_adv: np.ndarray, labels: np.ndarray) -> None:
+    """Fold one cell into ``state`` in place: ``x_adv`` and ``labels`` wherever it breaks an example first."""
+    broken = (np.frombuffer(correct.encode(), dtype=np.uint8) == ord("0")) & (state["broken_by"] == "")
+    state["x_adv"][broken] = x_adv[broken]
+    state["broken_by"] = state["broken_by"].astype("<U64")
+    state["broken_by"][broken] = labels[broken]
+    state["keys"] = np.append(state["keys"].astype("<U1024"), key)
+
+
 def update(
     path: Path, key: str, label: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, correct: str
 ) -> None:
     """Fold one cell into the worst-case file: its adversarial example wherever it is the first to break one."""
-    state = _load(path, x, y)
+    state = _load(path, x.detach().cpu().numpy(), y.detach().cpu().numpy())
     if key in set(state["keys"].tolist()):
         return
-    broken = (np.frombuffer(correct.encode(), dtype=np.uint8) == ord("0")) & (state["broken_by"] == "")
-    state["x_adv"][broken] = x_adv.detach().cpu().numpy()[broken]
-    state["broken_by"] = state["broken_by"].astype("<U64")
-    state["broken_by"][broken] = label
-    state["keys"] = np.append(state["keys"].astype("<U1024"), key)
-    delta = (state["x_adv"] - state["x"]).reshape(len(state["x"]), -1).astype(np.float64)
-    state["linf"] = np.abs(delta).max(axis=1)
-    state["l2"] = np.sqrt((delta**2).sum(axis=1))
-    state["robust"] = state["broken_by"] == ""
+    _fold(state, key, correct, x_adv.detach().cpu().numpy(), np.full(len(state["x"]), label, dtype="<U64"))
     _save(path, state)
+
+
+def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequence[str]) -> int:
+    """Fold the ranks' parts of the worst-case files (``worst-case*.npz`` in their shard folders) into the files
+    of ``out``, as a one process that computed the cells in ``order`` (the grid's) would have written them.
+
+    A rank computes its cells in grid order, so its part keeps, per example, the adversarial example of the
+    first of its own cells that broke it; replaying every part's cells in ``order`` with their recorded
+    ``correct`` (from ``store``) then takes, per example, the first cell of all ranks that broke it, from the
+    part that holds it. Examples a file in ``out`` already counts broken (cells of an earlier run) stay so.
+    Cells already in the file are not folded again. Returns the number of cells folded.
+    """
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        state = read(part)
+        if state is not None:
+            by_name.setdefault(Path(part).name, []).append(state)
+    folded = 0
+    for name, states in by_name.items():
+        owner = {key: state for state in states for key in state["keys"].tolist()}
+        target = Path(out) / name
+        state = _load(target, states[0]["x"], states[0]["y"])
+        seen = set(state["keys"].tolist())
+        ranked = [k for k in order if k in owner] + sorted(k for k in owner if k not in set(order))
+        for key in ranked:
+            record = store.get(key)
+            if key in seen or record is None or "correct" not in record:
+                continue
+            _fold(state, key, record["correct"], owner[key]["x_adv"], owner[key]["broken_by"])
+            folded += 1
+        _save(target, state)
+    return folded
 
 
 def track_worst_case(

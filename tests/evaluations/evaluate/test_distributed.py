@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stochdef.evaluations.cli import evaluate as evaluate_cli
@@ -29,6 +30,7 @@ from stochdef.evaluations.evaluate.engine import open_run
 from stochdef.evaluations.evaluate.results import ResultsFile
 from stochdef.evaluations.evaluate.schedule import balance, forward_seconds, split
 from stochdef.evaluations.evaluate.shards import Shard, leftover_shards, merge_shards, shard_path
+from stochdef.evaluations.evaluate.worst_case import read
 
 OPTIONS = [
     "--defense", "vanilla-mlp,sdr-learnable", "--attack", "fgsm,pgd", "--library", "inhouse,torchattacks",
@@ -58,13 +60,39 @@ def _numbers(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def one_process_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("one")
     subprocess.run(_one_process(out), check=True, env=ENV, capture_output=True, timeout=600)
-    return _lines(out / "results.jsonl")
+    return out
 
 
-def test_two_ranks_give_the_cells_of_one_process(one_process: list[dict[str, Any]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_process(one_process_out: Path) -> list[dict[str, Any]]:
+    return _lines(one_process_out / "results.jsonl")
+
+
+def _worst_case_files(out: Path) -> dict[str, dict[str, np.ndarray]]:
+    found = {path.name: read(path) for path in sorted(out.glob("worst-case*.npz"))}
+    return {name: arrays for name, arrays in found.items() if arrays is not None}
+
+
+def _same_worst_case(out: Path, reference: Path, *, exact: bool) -> None:
+    """The worst-case files of ``out`` equal those of ``reference`` (``exact``: every array; else what does not
+    depend on the order the cells were computed in: the examples no cell broke, the cells folded)."""
+    got, want = _worst_case_files(out), _worst_case_files(reference)
+    assert sorted(got) == sorted(want) == ["worst-case--sdr-learnable.npz", "worst-case--vanilla-mlp.npz"]
+    for name, arrays in want.items():
+        assert sorted(got[name]) == sorted(arrays)
+        assert set(got[name]["keys"].tolist()) == set(arrays["keys"].tolist())
+        assert not arrays["robust"].all()  # some example is broken: the fold has something to choose
+        names = sorted(arrays) if exact else ["x", "y", "robust"]
+        for array in names:
+            np.testing.assert_array_equal(got[name][array], arrays[array], err_msg=f"{name}: {array}")
+
+
+def test_two_ranks_give_the_cells_of_one_process(
+    one_process: list[dict[str, Any]], one_process_out: Path, tmp_path: Path
+) -> None:
     done = subprocess.run(_torchrun(tmp_path, 2), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     merged = _lines(tmp_path / "results.jsonl")
@@ -75,6 +103,7 @@ def test_two_ranks_give_the_cells_of_one_process(one_process: list[dict[str, Any
     assert "rank 0: phase 1" in done.stderr and "rank 1: phase 1" in done.stderr
     assert leftover_shards(tmp_path) == [] and not (tmp_path / "shards").exists()
     assert (tmp_path / "report.md").exists() and done.stdout.count("evaluated in") == 1
+    _same_worst_case(tmp_path, one_process_out, exact=True)  # the ranks' parts folded "first to break"
 
 
 def _rank_pid(launcher: int, rank: int) -> int | None:
@@ -114,7 +143,9 @@ def _kill_rank_one(launcher: subprocess.Popen[Any], out: Path) -> dict[str, dict
     return records
 
 
-def test_a_killed_rank_resumes_with_another_number_of_ranks(one_process: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_a_killed_rank_resumes_with_another_number_of_ranks(
+    one_process: list[dict[str, Any]], one_process_out: Path, tmp_path: Path
+) -> None:
     launcher = subprocess.Popen(_torchrun(tmp_path, 2), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_rank_one(launcher, tmp_path)
     assert launcher.wait(timeout=120) != 0  # torchrun stops the other rank and fails
@@ -131,6 +162,7 @@ def test_a_killed_rank_resumes_with_another_number_of_ranks(one_process: list[di
     for key, record in partial.items():  # finished cells were kept as they were (same seconds), not recomputed
         assert by_key[key] == record
     assert leftover_shards(tmp_path) == [] and not (tmp_path / "shards").exists()
+    _same_worst_case(tmp_path, one_process_out, exact=False)  # the killed run's parts were folded, not lost
 
 
 def test_every_option_passes_through_torchrun_unchanged() -> None:
@@ -248,7 +280,7 @@ def test_a_transfer_cell_does_not_depend_on_the_cells_before_it(tmp_path: Path) 
 
 
 def test_torchrun_restarts_a_killed_rank_and_the_run_completes(
-    one_process: list[dict[str, Any]], tmp_path: Path
+    one_process: list[dict[str, Any]], one_process_out: Path, tmp_path: Path
 ) -> None:
     """With ``--max-restarts``, torchrun restarts the ranks after a kill; they resume from the shards."""
     command = _torchrun(tmp_path, 2)
@@ -263,6 +295,7 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_completes(
     assert _numbers(final) == _numbers(one_process)
     by_key = {r["key"]: r for r in final}
     assert all(by_key[key] == record for key, record in partial.items())
+    _same_worst_case(tmp_path, one_process_out, exact=False)
 
 
 def test_own_models_and_samples_auto_are_refused_under_torchrun(
