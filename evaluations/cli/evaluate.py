@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
     parser.add_argument(
+        "--block",
+        type=int,
+        default=default.block,
+        help="attack each cell's examples in blocks of this many, each seeded on its own, so that torchrun's "
+        "ranks can share a long cell (0, the default: the whole batch at once; the numbers depend on it)",
+    )
+    parser.add_argument(
         "--judge-samples",
         type=int,
         default=default.judge_samples,
@@ -228,6 +235,7 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
         eps=args.eps,
         n=args.n,
         steps=args.steps,
+        block=args.block,
         judge_samples=args.judge_samples,
         seed=args.seed,
         device=args.device,

@@ -15,7 +15,8 @@ The job's layers, each depending only on those above it (how each library runs e
 * :mod:`.user_model` -- ``--model MODULE:ATTR``, ``--checkpoint``, ``--data``; :mod:`.api` --
   :func:`evaluate_model`, the Python entry point for your own model.
 * :mod:`.shards`, :mod:`.schedule`, :mod:`.distributed` -- the same cells split across ``torchrun`` processes:
-  one results shard per rank, the cost-balanced split, the ranks' run.
+  one results shard per rank, the cost-balanced split, the ranks' run; :mod:`.blocks` -- ``--block``, an attack
+  cell's examples in seeded blocks that ranks can share.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ rank computes its own on its own device (``LOCAL_RANK`` picks the GPU of a ``cud
 to its own shard (:mod:`.shards`); at the end of a phase the ranks exchange their records
 (``all_gather_object``), so every rank sees every clean record. Rank 0 then writes the one
 ``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
-same records (except ``seconds``).
+same records (except ``seconds``). With ``--block`` the units of the second phase are the blocks of each
+attack cell (:mod:`.blocks`), so that the ranks also share a long cell; rank 0 combines them into the cell.
+At the end rank 0 folds the ranks' parts of the worst-case files into the one a single process writes
+(:func:`.worst_case.fold_parts`).
 
 Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
 number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells; so does
@@ -35,7 +38,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checks import check_out
-from .engine import cells, compute, open_run, prepare, retire_stale
+from .engine import BLOCK, blocks_of, cells, combined_fields, compute, defenses_of, open_run, prepare, retire_stale
 from .results import ResultsFile
 from .run import EvalConfig, Run
 from .schedule import Cell, forward_seconds, split
@@ -148,7 +151,7 @@ def _evaluate(
         if rank == 0:
             logger.info("%d cells, %d already done, %d ranks", len(everything), len(done), world)
         for number, phase in enumerate(phases(everything)):
-            todo = [cell for cell in phase if cell[1] not in shard]
+            todo = [unit for cell in phase if cell[1] not in shard for unit in _units(run, cell, shard)]
             mine = split(run, todo, world, weights)[rank]
             logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
             for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
@@ -158,11 +161,33 @@ def _evaluate(
             for records in gathered:
                 for record in records:
                     shard.known.setdefault(record["key"], record)
+            if store is not None:
+                _combine_blocks(run, shard, phase)
         if store is not None:  # in the order of the cells, as a one-process run writes them
             order = {cell[1]: index for index, cell in enumerate(everything)}
-            new = [r for r in shard.known.values() if r["key"] not in store]
+            new = [r for r in shard.known.values() if r["key"] not in store and r.get("kind") != BLOCK]
             store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
             fold_parts(out, worst_case_parts(out), store, list(order))  # "first to break" in grid order
         dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
         remove_shard(shard.path)
         return store
+
+
+def _units(run: Run, cell: Cell, shard: Shard) -> list[Cell]:
+    """The work of a cell not done: the cell, or (``--block``) those of its blocks not done."""
+    blocks = blocks_of(run, cell)
+    return [cell] if blocks is None else [block for block in blocks if block[1] not in shard]
+
+
+def _combine_blocks(run: Run, shard: Shard, phase: list[Cell]) -> None:
+    """Rank 0: record every cell of ``phase`` whose blocks are all done, from their records (row order)."""
+    for cell in phase:
+        blocks = blocks_of(run, cell)
+        if blocks is None or cell[1] in shard:
+            continue
+        partials = [shard.known[key] for _, key, _ in blocks]
+        seconds = sum(float(p["seconds"]) for p in partials)
+        run.record(cell[1], cell[0], combined_fields(run, cell, partials), seconds, defenses_of(*cell[::2]))
+        record = shard.get(cell[1])
+        if record is not None:
+            shard.known[cell[1]] = record

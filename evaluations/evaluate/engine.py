@@ -37,6 +37,7 @@ from .. import libraries
 from ..libraries import AttackSpec
 from .accounting import count_forward
 from .auto_samples import run_auto
+from .blocks import block_bits, block_key, block_rows, combine, full_rows, parse_block_key
 from .checks import check_out
 from .diagnose import SURROGATES, diagnose, surrogate_for
 from .provenance import differences, summary
@@ -58,6 +59,8 @@ from .transfer import source_examples, transfer_cell
 from .worst_case import track_worst_case
 
 logger = logging.getLogger(__name__)
+
+BLOCK = "block"  # the kind of a block's record (rows of an attack cell computed apart: distributed.py)
 
 
 def cells(run: Run) -> Iterator[tuple[str, str, Any]]:
@@ -101,6 +104,9 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
             track_worst_case(run, key, "clean", payload, max(run.config.eps), run.x, judged["correct"])
         elif kind == "attack":
             fields = attack_cell(run, key, *payload)
+        elif kind == BLOCK:  # rows of an attack cell, computed apart (distributed.py)
+            defense, library, spec, start, end = payload
+            fields = {"cell": cell_of(key), "defense": defense, **attack_block(run, key, *payload)}
         elif kind == "indicators":
             fields = {"defense": payload, "indicators": diagnose(run, payload)}
         else:
@@ -109,8 +115,8 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
     run.record(key, kind, fields, time.perf_counter() - start, defenses_of(kind, payload))
 
 
-def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
-    """One library's attack on one defense, judged per example by the defense's own inference rule."""
+def attack_header(run: Run, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
+    """An attack cell's settings, and ``skipped`` (why) when it does not run."""
     # The fields an attack cell has always recorded (the spec's other settings are the table's defaults).
     setting = {"attack": spec.attack, "eps": spec.eps, "samples": spec.samples, "steps": spec.steps}
     fields = {"defense": defense, "library": library, **setting, "step": spec.step_size, "bounds": spec.bounds}
@@ -120,7 +126,55 @@ def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec
         fields["skipped"] = f"{library} has no counterpart: {reason}"
     elif spec.samples > 1 and not run.is_random(defense):
         fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
-    else:
+    return fields
+
+
+def blocks_of(run: Run, cell: tuple[str, str, Any]) -> list[tuple[str, str, Any]] | None:
+    """The blocks of an attack cell that runs in blocks (``--block``), as cells ``(BLOCK, key, payload)``;
+    ``None`` for any other cell (a skipped attack cell, a run without blocks, another kind)."""
+    kind, key, payload = cell
+    if kind != "attack" or not run.config.block or "skipped" in attack_header(run, *payload):
+        return None
+    rows = block_rows(len(run.x), run.config.block)
+    return [(BLOCK, block_key(key, start, end), (*payload, start, end)) for start, end in rows]
+
+
+def combined_fields(run: Run, cell: tuple[str, str, Any], partials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fields of a blocked attack cell from its blocks' records (in row order), as :func:`attack_cell`
+    gives them."""
+    _, _, (defense, library, spec) = cell
+    fields = attack_header(run, defense, library, spec)
+    fields.update(estimator=libraries.estimator(library, spec), **combine(partials))
+    return fields
+
+
+def attack_block(
+    run: Run, key: str, defense: str, library: str, spec: AttackSpec, start: int, end: int
+) -> dict[str, Any]:
+    """Rows ``start:end`` of an attack cell, seeded from the block's ``key`` alone (see :mod:`.blocks`)."""
+    seed_everything(cell_seed(run.config.seed, key))
+    model = run.model(defense)
+    x, y = run.x[start:end], run.y[start:end]
+    with count_forward(run.models) as passes:
+        x_adv = libraries.run(library, spec, model, x, y, num_classes=run.num_classes)
+        delta = (x_adv - x).flatten(1)
+        judged = Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, y)
+    label = f"{spec.attack}/{library}/samples {spec.samples}"
+    everywhere = block_bits(judged["correct"], start, end, len(run.x))
+    track_worst_case(run, key, label, defense, spec.radius, full_rows(run.x, x_adv, start, end), everywhere)
+    linf, l2 = float(delta.abs().max()), float(delta.norm(dim=1).max())
+    return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total}
+
+
+def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
+    """One library's attack on one defense, judged per example by the defense's own inference rule (with
+    ``--block``, block by block: :mod:`.blocks`)."""
+    fields = attack_header(run, defense, library, spec)
+    blocks = None if "skipped" in fields else blocks_of(run, ("attack", key, (defense, library, spec)))
+    if blocks is not None:
+        partials = [attack_block(run, block, *payload) for _, block, payload in blocks]
+        return combined_fields(run, ("attack", key, (defense, library, spec)), partials)
+    if "skipped" not in fields:
         model = run.model(defense)
         x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
         delta = (x_adv - run.x).flatten(1)
@@ -155,9 +209,17 @@ def reseed_after_source(run: Run, key: str, source: str) -> None:
     seed_everything(cell_seed(run.config.seed, key))
 
 
+def cell_of(key: str) -> str:
+    """The cell a block's ``key`` belongs to."""
+    parsed = parse_block_key(key)
+    if parsed is None:
+        raise ValueError(f"not a block key: {key!r}")
+    return parsed[0]
+
+
 def defenses_of(kind: str, payload: Any) -> tuple[str, ...]:
     """The defenses whose models a cell uses (its provenance records their weights)."""
-    if kind == "attack":
+    if kind in ("attack", BLOCK):
         return (payload[0],)
     if kind == "transfer":
         return tuple(dict.fromkeys(payload))

@@ -68,6 +68,8 @@ class EvalConfig:
     checkpoint: str | None = None
     # identity of a user's model and data (fingerprints), part of every key; "" for zoo runs
     source: str = ""
+    # attack cells in blocks of this many examples, each seeded on its own (0: the whole batch; see blocks.py)
+    block: int = 0
 
     def __post_init__(self) -> None:
         check_config(self)  # every field, before anything runs (evaluate/checks.py)
@@ -89,6 +91,7 @@ class EvalConfig:
         check_int("queries", self.queries)
         if self.samples_cap:
             check_int("samples_cap", self.samples_cap)
+        check_int("block", self.block, minimum=0)
         if self.checkpoint is not None and len(self.defenses) != 1:
             raise ValueError(f"checkpoint {self.checkpoint!r} needs exactly one defense, got {list(self.defenses)}")
 
@@ -101,6 +104,8 @@ class EvalConfig:
             extra["fingerprint"] = self.source
         if self.checkpoint is not None:
             extra["checkpoint"] = file_digest(self.checkpoint)
+        if self.block:
+            extra["block"] = self.block
         return extra
 
     def attack_spec(self, attack: str, eps: float, samples: int) -> AttackSpec | str:

@@ -51,12 +51,13 @@ def cell_cost(run: Run, cell: Cell, weight: Callable[[str], float]) -> float:
     c = run.config
     if kind == "clean":
         return weight(payload) * c.n * (1 + c.judge_samples)
-    if kind == "attack":
-        defense, _, spec = payload
+    if kind in ("attack", "block"):  # a block: rows start:end of an attack cell
+        defense, _, spec, *rows = payload
         if spec.samples > 1 and not run.is_random(defense):
             return 0.0  # skipped: EoT on a deterministic defense is the naive attack
         judge = run.draws(defense, c.judge_samples)
-        return weight(defense) * c.n * (attack_passes(spec.attack, spec.steps, spec.samples) + 1 + judge)
+        examples = rows[1] - rows[0] if rows else c.n
+        return weight(defense) * examples * (attack_passes(spec.attack, spec.steps, spec.samples) + 1 + judge)
     if kind == "indicators":
         samples, judge = run.draws(payload, max(c.samples)), run.draws(payload, c.judge_samples)
         return weight(payload) * c.n * indicator_passes(c.steps, samples, judge, len(c.eps))

@@ -33,6 +33,7 @@ from .worst_case import fold_parts
 logger = logging.getLogger(__name__)
 
 SHARDS = "shards"
+BLOCK = "block"  # engine.BLOCK: the records of a block, rows of an attack cell
 
 
 def shard_path(out: Path, rank: int) -> Path:
@@ -61,7 +62,8 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True, order: S
     new: dict[str, dict[str, Any]] = {}
     for path in paths:
         for record in ResultsFile(path):
-            if record["key"] not in store:
+            # a block of a cell (distributed.py) is computed again: its cell's record is made from all of them
+            if record["key"] not in store and record.get("kind") != BLOCK:
                 new.setdefault(record["key"], record)
     if new:
         store.extend(list(new.values()))

@@ -20,6 +20,7 @@ and idempotent, so a resumed run ends with the same file.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from ..stats import wilson_interval
+from .blocks import block_bits, parse_block_key
 from .results import ResultsFile
 from .run import EvalConfig, Run, attack_key, clean_key
 
@@ -162,14 +164,34 @@ def update(
     _save(path, state)
 
 
+def _position(index: dict[str, int], key: str) -> tuple[int, int, str]:
+    """Where the cell (or block: its cell's place, then its rows) ``key`` comes in the grid ``index``."""
+    parsed = parse_block_key(key)
+    cell, start = (key, -1) if parsed is None else parsed[:2]
+    return index.get(cell, len(index)), start, key
+
+
+def _correct(store: ResultsFile, key: str) -> str | None:
+    """The recorded per-example verdicts of a cell, or of a block over all examples (:func:`.blocks.block_bits`)."""
+    parsed = parse_block_key(key)
+    record = store.get(key if parsed is None else parsed[0])
+    if record is None or "correct" not in record:
+        return None
+    if parsed is None:
+        return str(record["correct"])
+    _, start, end = parsed
+    return block_bits(record["correct"][start:end], start, end, len(record["correct"]))
+
+
 def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequence[str]) -> int:
     """Fold the ranks' parts of the worst-case files (``worst-case*.npz`` in their shard folders) into the files
     of ``out``, as a one process that computed the cells in ``order`` (the grid's) would have written them.
 
     A rank computes its cells in grid order, so its part keeps, per example, the adversarial example of the
     first of its own cells that broke it; replaying every part's cells in ``order`` with their recorded
-    ``correct`` (from ``store``) then takes, per example, the first cell of all ranks that broke it, from the
-    part that holds it. Examples a file in ``out`` already counts broken (cells of an earlier run) stay so.
+    ``correct`` (from ``store``; a block's from its cell's) then takes, per example, the first cell of all
+    ranks that broke it, from the part that holds it. Examples a file in ``out`` already counts broken (cells
+    of an earlier run) stay so.
     Cells already in the file are not folded again. Returns the number of cells folded.
     """
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -183,12 +205,12 @@ def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequ
         target = Path(out) / name
         state = _load(target, states[0]["x"], states[0]["y"])
         seen = set(state["keys"].tolist())
-        ranked = [k for k in order if k in owner] + sorted(k for k in owner if k not in set(order))
+        ranked = sorted(owner, key=functools.partial(_position, {k: i for i, k in enumerate(order)}))
         for key in ranked:
-            record = store.get(key)
-            if key in seen or record is None or "correct" not in record:
+            correct = _correct(store, key)
+            if key in seen or correct is None:
                 continue
-            _fold(state, key, record["correct"], owner[key]["x_adv"], owner[key]["broken_by"])
+            _fold(state, key, correct, owner[key]["x_adv"], owner[key]["broken_by"])
             folded += 1
         _save(target, state)
     return folded

@@ -310,3 +310,41 @@ def test_own_models_and_samples_auto_are_refused_under_torchrun(
     with pytest.raises(ValueError, match="samples auto run in one process"):
         evaluate_cli.main(args)
     assert not (tmp_path / "results.jsonl").exists()
+
+
+BLOCKED = [
+    "--defense", "sdr-learnable", "--attack", "pgd", "--library", "inhouse", "--eps", "0.1", "--samples", "4",
+    "--examples", "60", "--steps", "5", "--judge-samples", "4", "--no-indicators", "--block", "16",
+]  # fmt: skip
+
+
+def test_blocks_of_one_long_cell_split_across_ranks_give_the_cell_of_one_process(tmp_path: Path) -> None:
+    """One attack cell (fewer cells than ranks): its four blocks are shared by two ranks, and the combined
+    cell, its worst-case file included, is the one a single process computes block by block."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = subprocess.run(
+        [sys.executable, "-m", "stochdef", "evaluate", "--out", str(one), *BLOCKED],
+        env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*launcher, "-m", "stochdef", "evaluate", "--out", str(two), *BLOCKED],
+        env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the attack phase had 4 units (the blocks of rows 0-16, 16-32, 32-48, 48-60), two on each rank
+    assert "rank 0: phase 1, 2 of 4 cells" in done.stderr and "rank 1: phase 1, 2 of 4 cells" in done.stderr
+    want, got = _lines(one / "results.jsonl"), _lines(two / "results.jsonl")
+    assert [r["kind"] for r in got] == ["clean", "attack"]  # no block record is left in the store
+    assert _numbers(got) == _numbers(want)
+    attack = got[1]
+    assert len(attack["correct"]) == 60 and attack["acc_ensemble"] == attack["correct"].count("1") / 60
+    assert not (two / "shards").exists()
+    for name in ("worst-case.npz",):
+        ref, out = read(one / name), read(two / name)
+        assert ref is not None and out is not None and sorted(out) == sorted(ref)
+        assert len(ref["keys"]) == 1 + 4  # the clean cell and the attack cell's four blocks
+        assert not ref["robust"].all()
+        for array in ref:
+            np.testing.assert_array_equal(out[array], ref[array], err_msg=array)
