@@ -18,13 +18,15 @@ def quick(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return reproduce.run(request.param, quick=True, out=out), out
 
 
-def test_writes_report_with_paper_beside_ours(quick: tuple[Reproduction, Path]) -> None:
+def test_quick_run_is_a_labelled_smoke_test_without_the_paper(quick: tuple[Reproduction, Path]) -> None:
     result, out = quick
     report = (out / "report.md").read_text()
-    assert result.paper in report and result.reading in report
-    assert any("paper" in " ".join(t.columns).lower() or "paper" in t.title.lower() for t in result.tables)
+    assert result.smoke and reproduce.SMOKE_LABEL in report and result.reading in report
+    for table in result.tables:  # nothing of the paper's is set beside a smoke test's numbers
+        assert not table.title.lower().startswith("paper"), table.title
+        assert not any(reproduce.is_paper_column(c) for c in table.columns), table.columns
     data = json.loads((out / "results.json").read_text())
-    assert data["target"] == result.target
+    assert data["target"] == result.target and data["smoke"] is True and "paper" not in data["data"]
     for plot in result.plots:
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
         assert f"({plot})" in report
