@@ -289,8 +289,7 @@ def sweep(
         if attack_eps:
             row["attack"] = {"eps": list(attack_eps), "steps": attack_steps, "samples": attack_samples}
             row["attack_accuracy"] = [
-                eot_pgd_accuracy(model, x, y, eps=eps, steps=attack_steps, samples=attack_samples)
-                for eps in attack_eps
+                eot_pgd_accuracy(model, x, y, eps=eps, steps=attack_steps, samples=attack_samples) for eps in attack_eps
             ]
         logger.info("%s std %s: accuracy %.4f", dist, std, first.accuracy)
         rows.append(row)
