@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TARGET",
         help="; ".join(f"{k}: {v}" for k, v in reproduce.TARGETS.items()),
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke test: reduced size (minutes; what the tests run), no paper comparison")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test: reduced size (minutes; what the tests run), no paper comparison",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("stochdef-results") / "reproduce")

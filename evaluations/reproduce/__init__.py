@@ -4,9 +4,9 @@ Every target prints the paper's numbers beside ours and our EoT-attack numbers b
 ``results.json`` + ``report.md`` (+ plots) to its output folder, and says in one line what the
 comparison means. A target's ``run(*, quick, device, seed)`` returns a :class:`Reproduction`.
 
-``quick=True`` is a smoke test (a few epochs, images and draws: it checks that the pipeline runs): its
-report is labelled so, and :func:`smoke_test` strips the paper's numbers and the reading from it, since
-models trained that briefly are not comparable with anything.
+``quick=True`` is a smoke test (few images, draws and attack steps, a few epochs for the models a target
+trains: it checks that the pipeline runs): its report is labelled so, and :func:`smoke_test` strips the
+paper's numbers and the reading from it, since numbers at that size are not comparable with the paper's.
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ class Reproduction:
 
 
 SMOKE_LABEL = (
-    "Smoke test (--quick): models trained for a few epochs, few images and draws. It checks that the pipeline "
-    "runs; its numbers are not a reproduction and are not compared with the paper's."
+    "Smoke test (--quick): reduced sizes (few images, draws and attack steps; a few epochs for the models it "
+    "trains). It checks that the pipeline runs; its numbers are not a reproduction and are not compared with "
+    "the paper's."
 )
 
 
