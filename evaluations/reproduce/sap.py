@@ -113,8 +113,8 @@ def _one_dataset(
         ),
     ]
     paper_setting = {"lambda": list(PAPER_LAMBDA), "eps": list(PAPER_EPS), "draws": PAPER_MC, "rows": paper_rows}
-    data = {"eps": list(eps_grid), "curves": curves, "sweep": sweep_rows, "n": n, "paper_setting": paper_setting}
-    return tables, data
+    found = {"eps": list(eps_grid), "curves": curves, "sweep": sweep_rows, "n": n, "paper_setting": paper_setting}
+    return tables, found
 
 
 def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | None = None) -> Reproduction:
