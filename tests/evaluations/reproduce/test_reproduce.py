@@ -50,6 +50,8 @@ def _deterministic_eot_equals_naive(result: Reproduction) -> None:
         for attack in ("FGSM", "DeepFool", "LocalSearch"):
             m = result.data["measured"][attack]
             assert m["naive"][0] == m["eot"][0]
+            # deterministic: a point some test found misclassified stays so, so the two counting rules agree
+            assert m["failed_naive"][0] == m["naive"][0] and m["failed_eot"][0] == m["eot"][0]
     elif result.target == "sap":
         curves = result.data["mnist5k"]["curves"]
         fgsm_mc = next(k for k in curves if k.startswith("dense, fgsm (") and not k.endswith("(1)"))
