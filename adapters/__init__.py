@@ -27,7 +27,14 @@ from .eot import (
     log_mean_softmax,
     margin,
 )
-from .randomness import FixedRandomness, fix_randomness, is_random
+from .randomness import (
+    FixedRandomness,
+    IdenticalDrawsWarning,
+    fix_randomness,
+    identical_draws,
+    is_random,
+    keep_random,
+)
 from .torchattacks_model import to_torchattacks
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ __all__ = [
     "EoT",
     "EoTClassifier",
     "FixedRandomness",
+    "IdenticalDrawsWarning",
     "chunked_sum",
     "chunks",
     "cross_entropy",
@@ -48,7 +56,9 @@ __all__ = [
     "eot_value_and_grad",
     "expectation",
     "fix_randomness",
+    "identical_draws",
     "is_random",
+    "keep_random",
     "log_mean_softmax",
     "margin",
     "plan",

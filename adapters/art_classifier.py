@@ -14,15 +14,16 @@ from stochdef.defenses.validation import (
     Bounds,
     check_bounds,
     check_choice,
-    check_input,
     check_int,
     check_labels,
     check_shape,
+    probe_classes,
 )
 
 from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum
 from .eot import EoT, expectation
-from .foolbox_model import module_device
+from .randomness import warn_identical_draws
+from .wrapping import library_eot, module_device
 
 Output = Literal["probs", "logits"]
 # Losses over class indices: ART reduces one-hot labels to indices for exactly these (and so do the overrides).
@@ -35,10 +36,11 @@ class EoTClassifier(PyTorchClassifier):
 
     Overrides exactly what ART's attacks call, each an exact average over ``samples`` draws:
 
-    * ``predict``: ``E[softmax(f(x))]`` (``output="probs"``) or ``E[f(x)]`` (``output="logits"``);
+    * ``predict``: ``E[f(x)]`` (``output="logits"``, the default: the model's own output kind, as a plain
+      ``PyTorchClassifier`` returns it) or ``E[softmax(f(x))]`` (``output="probs"``, the ensemble's class
+      probabilities; ART's APGD and AutoAttack refuse an estimator that predicts probabilities);
     * ``class_gradient``: ``E[grad_x out_k]`` of that same output, so predictions and gradients agree
-      (DeepFool and C&W linearise one with the other; use ``output="logits"`` for them, as ART warns
-      that they expect logits);
+      (DeepFool and C&W linearise one with the other, and ART warns that they expect logits);
     * ``loss_gradient``: ``E[grad_x loss(f(x), y)]``, the mean of per-draw gradients of ART's own loss (with
       its own reduction over the whole batch, also where the batch is split into calls of ``max_batch`` rows);
     * ``compute_loss``: ``E[loss(f(x), y)]``.
@@ -47,9 +49,14 @@ class EoTClassifier(PyTorchClassifier):
     returns numpy: ART's ``InputFilter`` metaclass converts its input first); labels may be integer indices
     of shape ``(N,)`` or one-hot ``(N, nb_classes)``. With ``samples=1`` on a deterministic model and
     ``output="logits"`` every method returns what a plain ``PyTorchClassifier`` returns.
+
+    Like a plain ``PyTorchClassifier`` (DESIGN.md, §C5), the values of ``x`` are not checked: ART's attacks
+    query outside ``clip_values`` (NewtonFool) and ART's own wrapper answers. Refused with a clear error,
+    where ART's own would fail less clearly: an ``x`` that is not an array or tensor, of rank < 2, or of
+    another dtype than the model; labels out of range, of the wrong shape, or soft.
     """
 
-    def __init__(self, eot: EoT, *, output: Output = "probs", **kwargs: Any) -> None:
+    def __init__(self, eot: EoT, *, output: Output = "logits", **kwargs: Any) -> None:
         super().__init__(model=eot, **kwargs)
         self._eot = eot
         self._output: Output = check_choice("output", output, ("probs", "logits"))  # type: ignore[assignment]
@@ -62,8 +69,10 @@ class EoTClassifier(PyTorchClassifier):
         param = next(iter(self._eot.parameters()), None)
         if param is not None and xt.is_floating_point() and xt.dtype != param.dtype:
             raise TypeError(f"x must have dtype {param.dtype} like the model, got {xt.dtype}")
+        if xt.dim() < 2:
+            raise ValueError(f"x must have a batch dimension (rank >= 2), got shape {tuple(xt.shape)}")
         xt = xt.to(self._device)
-        check_input(xt, bounds=self._eot.bounds, sample_shape=self._eot.input_shape)
+        warn_identical_draws(self._eot, xt)
         return xt
 
     def _labels(self, y: Array, batch: int) -> torch.Tensor:
@@ -224,14 +233,17 @@ def to_art(
     samples: int,
     loss: nn.Module | None = None,
     device: str | torch.device | None = None,
-    output: Output = "probs",
+    output: Output = "logits",
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> EoTClassifier:
     """An ART classifier over ``EoT(model, samples=...)`` whose gradients are exact EoT averages.
 
     ``loss`` defaults to ``nn.CrossEntropyLoss()`` and must be a loss over class indices
     (``CrossEntropyLoss``, ``NLLLoss`` or ``MultiMarginLoss``, the ones ART reduces labels for);
-    ``output`` picks what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`).
+    ``output`` picks what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`): the
+    default ``"logits"`` is what a plain ``PyTorchClassifier`` of the model returns, so every ART evasion
+    attack that runs on one runs on this (APGD and AutoAttack included); ``"probs"`` is the ensemble's
+    class probabilities. The model keeps its mode and is moved to ``device``, as ART's own wrapper does.
 
     Example:
         >>> import numpy as np
@@ -251,7 +263,8 @@ def to_art(
         names = ", ".join(f"nn.{cls.__name__}" for cls in INDEX_LOSSES)
         raise TypeError(f"loss must be one of {names} (a loss over class indices), got {type(loss).__name__}")
     dev = module_device(model, device)
-    eot = EoT(model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip, input_shape=shape).to(dev)
+    eot = library_eot(model, samples=samples, reduce="logits", max_batch=max_batch, bounds=clip).to(dev)
+    probe_classes(model, input_shape=shape, bounds=clip, device=dev, num_classes=nb_classes)  # one call, no trace
     classifier = EoTClassifier(
         eot,
         output=output,

@@ -35,6 +35,8 @@ from torch import nn
 
 from stochdef.defenses.validation import (
     Bounds,
+    CheckedOutput,
+    check_batch,
     check_bounds,
     check_choice,
     check_input,
@@ -140,9 +142,15 @@ def ensemble_accuracy(
     """Fraction of ``x`` whose ensemble prediction (the softmax averaged over ``samples`` draws) is ``y``.
 
     The prediction of ``EoT(model, samples=samples, reduce="probs")``; for a deterministic model and
-    ``samples=1`` the plain accuracy.
+    ``samples=1`` the plain accuracy. ``nan`` for an empty batch. The batch, the labels (int64, in range) and
+    every model output (logits, not a tuple or probabilities) are checked (``stochdef.defenses.validation``).
     """
-    probs = EoT(model, samples=samples, reduce="probs", max_batch=max_batch)(x)
+    check_batch(model, x, y)
+    samples = check_int("samples", samples, minimum=1)
+    if x.shape[0] == 0:
+        return float("nan")
+    probs = EoT(CheckedOutput(model), samples=samples, reduce="probs", max_batch=max_batch, validate=False)(x)
+    check_labels(y, batch=x.shape[0], num_classes=probs.shape[1])
     return float((probs.argmax(1) == y).float().mean())
 
 

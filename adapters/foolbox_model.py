@@ -9,19 +9,11 @@ from torch import nn
 
 from stochdef.defenses.validation import Bounds, check_bounds
 
-from .eot import DEFAULT_MAX_BATCH, EoT, Reduce
+from .eot import DEFAULT_MAX_BATCH, Reduce
+from .wrapping import library_eot, module_device
 
 if TYPE_CHECKING:
     import foolbox
-
-
-def module_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    """The device to run on: ``device`` if given, else the model's (first parameter/buffer), else CPU."""
-    if device is not None:
-        return torch.device(device)
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def to_foolbox(
@@ -33,15 +25,19 @@ def to_foolbox(
     device: str | torch.device | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> foolbox.PyTorchModel:
-    """A ``foolbox.PyTorchModel`` over ``EoT(model, samples=..., reduce=...)``.
+    """A ``foolbox.PyTorchModel`` over ``EoT(model, samples=..., reduce=...)``: ``fb.PyTorchModel`` but averaged.
 
-    Every Foolbox attack differentiates the averaged output (module-level EoT). The model is put in
-    ``eval()`` mode; stochdef defenses stay random there. Inputs outside ``bounds`` raise.
+    Every Foolbox attack differentiates the averaged output (module-level EoT). Otherwise it behaves like
+    ``foolbox.PyTorchModel(model, bounds=bounds, device=device)`` (DESIGN.md, §C5): the model is moved to
+    ``device`` and left in the mode it is in (Foolbox warns if it is in training mode; stochdef defenses are
+    random in ``eval()``, for ``nn.Dropout`` see :func:`~stochdef.adapters.keep_random`), and every query
+    Foolbox makes is answered, including those its attacks make outside ``bounds`` (EAD, VirtualAdversarial).
+    With ``samples > 1`` the first call warns if the model's draws are identical.
 
     Example:
         >>> import foolbox as fb, torch
         >>> from torch import nn
-        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
         >>> fmodel = to_foolbox(net, bounds=(0, 1), samples=1)
         >>> attack = fb.attacks.FGSM()
         >>> x, y = torch.rand(2, 4), torch.tensor([0, 1])
@@ -53,5 +49,5 @@ def to_foolbox(
 
     bounds = check_bounds("bounds", bounds)
     dev = module_device(model, device)
-    eot = EoT(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds).to(dev).eval()
+    eot = library_eot(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds).to(dev)
     return foolbox.PyTorchModel(eot, bounds=bounds, device=dev)

@@ -1,6 +1,8 @@
-"""Fix a randomized model's randomness to one draw (the "attack must succeed when fixed" sanity check)."""
+"""Control a model's randomness: fix it to one draw, keep dropout random under ``eval()``, detect identical draws."""
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -52,3 +54,174 @@ def is_random(model: nn.Module, x: torch.Tensor, *, passes: int = 2) -> bool:
     with torch.no_grad():
         first = model(x)
         return any(not torch.equal(first, model(x)) for _ in range(passes - 1))
+
+
+# -- randomness that hangs on self.training (MC dropout) ----------------------------------------------------
+
+
+class KeepRandom(nn.Module):
+    """Mixin of :func:`keep_random`: ``training`` reads ``True`` always and ignores ``train()``/``eval()``."""
+
+    @property
+    def training(self) -> bool:
+        return True
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass
+
+
+class KeepRandomDropout(KeepRandom, nn.Dropout):
+    """``nn.Dropout`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+class KeepRandomDropout1d(KeepRandom, nn.Dropout1d):
+    """``nn.Dropout1d`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+class KeepRandomDropout2d(KeepRandom, nn.Dropout2d):
+    """``nn.Dropout2d`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+class KeepRandomDropout3d(KeepRandom, nn.Dropout3d):
+    """``nn.Dropout3d`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+class KeepRandomAlphaDropout(KeepRandom, nn.AlphaDropout):
+    """``nn.AlphaDropout`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+class KeepRandomFeatureAlphaDropout(KeepRandom, nn.FeatureAlphaDropout):
+    """``nn.FeatureAlphaDropout`` that stays random in ``eval()`` (see :func:`keep_random`)."""
+
+
+# Named classes for torch's own dropout layers (so that a kept-random model still pickles); others get one made.
+_KEPT: dict[type[nn.Module], type[nn.Module]] = {
+    cls.__mro__[2]: cls
+    for cls in (
+        KeepRandomDropout,
+        KeepRandomDropout1d,
+        KeepRandomDropout2d,
+        KeepRandomDropout3d,
+        KeepRandomAlphaDropout,
+        KeepRandomFeatureAlphaDropout,
+    )
+}
+DROPOUT: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
+
+
+def _kept_class(cls: type[nn.Module]) -> type[nn.Module]:
+    if cls not in _KEPT:
+        _KEPT[cls] = type(f"KeepRandom{cls.__name__}", (KeepRandom, cls), {"__module__": __name__})
+    return _KEPT[cls]
+
+
+def keep_random(model: nn.Module, *, layers: tuple[type[nn.Module], ...] = DROPOUT, enabled: bool = True) -> nn.Module:
+    """Keep the layers whose randomness hangs on ``self.training`` random under ``eval()`` (MC dropout).
+
+    ART and torchattacks call ``model.eval()`` before they attack, which switches ``nn.Dropout`` (and every
+    layer of ``layers``, by default all of torch's dropout layers) off: an adapter with ``samples > 1`` would
+    average identical draws. This changes, in place, the class of each such layer of ``model`` to a subclass
+    whose ``training`` is always ``True``; nothing else changes (weights, ``state_dict`` keys, the other
+    layers' modes: batch norm still follows ``eval()``). ``enabled=False`` undoes it (the layers take the
+    mode of ``model``). Returns ``model``. stochdef's own defenses need none of this (DESIGN.md, §C1).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = keep_random(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3))).eval()
+        >>> x = torch.ones(1, 4)
+        >>> torch.equal(net(x), net(x))
+        False
+        >>> torch.equal(*(keep_random(net, enabled=False).eval()(x) for _ in range(2)))
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(layers, tuple) or not all(isinstance(c, type) and issubclass(c, nn.Module) for c in layers):
+        raise TypeError(f"layers must be a tuple of nn.Module classes, got {layers!r}")
+    for module in model.modules():
+        kept = isinstance(module, KeepRandom)
+        if enabled and not kept and isinstance(module, layers):
+            module.__class__ = _kept_class(type(module))
+        elif not enabled and kept:
+            module.__class__ = next(
+                c for c in type(module).__mro__[1:] if issubclass(c, nn.Module) and not issubclass(c, KeepRandom)
+            )
+            module.training = model.training
+    return model
+
+
+# -- the warning when an adapter averages identical draws ------------------------------------------------------
+
+
+class IdenticalDrawsWarning(UserWarning):
+    """An adapter with ``samples > 1`` wraps a model whose draws are identical (the average is one draw)."""
+
+
+PROBE_DRAWS = 8
+
+
+def identical_draws(
+    model: nn.Module, x: torch.Tensor, *, draws: int = PROBE_DRAWS, max_batch: int = PROBE_DRAWS
+) -> bool:
+    """True when ``draws`` copies of ``x[0]`` give identical outputs, in ``model``'s current mode.
+
+    The copies go in calls of at most ``max_batch`` rows (one call by default).
+    The probe leaves no trace: it runs without gradients inside ``torch.random.fork_rng``, restores the
+    model's buffers (batch-norm statistics) and the state of every ``torch.Generator`` its layers hold, so
+    the calls that follow draw exactly what they would have drawn without it.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> identical_draws(nn.Linear(4, 3), torch.rand(2, 4))
+        True
+        >>> identical_draws(nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5)).train(), torch.rand(2, 4))
+        False
+    """
+    check_int("draws", draws, minimum=2)
+    check_int("max_batch", max_batch, minimum=1)
+    batch = x[:1].detach().repeat(draws, *([1] * (x.dim() - 1)))
+    buffers = [b.detach().clone() for b in model.buffers()]
+    generators = [
+        (g, g.get_state()) for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)
+    ]
+    devices = [x.device] if x.device.type == "cuda" else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            out = torch.cat([model(batch[i : i + max_batch]) for i in range(0, draws, max_batch)])
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers, strict=True):
+                b.copy_(saved)
+        for g, state in generators:
+            g.set_state(state)
+    return bool((out == out[:1]).all())
+
+
+def check_draws_hook(module: nn.Module, args: tuple[object, ...]) -> None:
+    """Forward pre-hook of the adapters' ``EoT`` modules: :func:`warn_identical_draws` at the first call."""
+    if args and isinstance(args[0], torch.Tensor):
+        warn_identical_draws(module, args[0])
+
+
+def warn_identical_draws(eot: nn.Module, x: torch.Tensor) -> None:
+    """Once per ``eot`` (an ``EoT`` module), at its first non-empty batch: warn if its draws are identical.
+
+    Nothing happens for ``samples=1``, after the first check, or when ``x`` is not a non-empty batch.
+    """
+    samples = int(getattr(eot, "samples", 1))
+    if samples < 2 or getattr(eot, "draws_checked", False) or x.dim() < 2 or x.shape[0] == 0:
+        return
+    setattr(eot, "draws_checked", True)  # noqa: B010 (a plain attribute of this one module)
+    draws = min(samples, PROBE_DRAWS)
+    if identical_draws(eot.model, x, draws=draws, max_batch=int(getattr(eot, "max_batch", draws))):  # type: ignore[arg-type]
+        warnings.warn(
+            f"samples={samples}, but {draws} draws of the model on one input were identical: "
+            "the average is one draw. A model whose randomness hangs on self.training (nn.Dropout, ...) is "
+            "deterministic after the library's eval(): wrap it with stochdef.adapters.keep_random(model). "
+            "A deterministic model needs samples=1.",
+            IdenticalDrawsWarning,
+            stacklevel=3,
+        )

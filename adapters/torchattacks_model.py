@@ -7,6 +7,7 @@ from torch import nn
 from stochdef.defenses.validation import Bounds, check_bounds
 
 from .eot import DEFAULT_MAX_BATCH, EoT, Reduce
+from .wrapping import library_eot
 
 
 def to_torchattacks(
@@ -19,8 +20,12 @@ def to_torchattacks(
 ) -> EoT:
     """An ``nn.Module`` any ``torchattacks.Attack`` accepts: ``EoT(model, samples=..., reduce=...)``.
 
-    torchattacks calls ``model.eval()`` before it attacks; stochdef defenses stay random there, so the
-    attack sees the averaged output of a random model. torchattacks assumes inputs in ``[0, 1]``.
+    It behaves like the bare model in everything but the averaging (DESIGN.md, §C5): it answers every query
+    the attack makes (NIFGSM, SPSA, EAD, SparseFool and the smoothing attacks PGDRS query outside the box),
+    and it is in the model's mode; torchattacks calls ``eval()`` on it before it attacks (stochdef defenses
+    stay random there; for ``nn.Dropout`` see :func:`~stochdef.adapters.keep_random`). torchattacks assumes
+    inputs in ``[0, 1]``; ``bounds`` is recorded, not enforced. With ``samples > 1`` the first call warns if
+    the model's draws are identical.
 
     Example:
         >>> import torch, torchattacks
@@ -31,4 +36,4 @@ def to_torchattacks(
         torch.Size([2, 4])
     """
     bounds = check_bounds("bounds", bounds)
-    return EoT(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds).eval()
+    return library_eot(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds)

@@ -38,7 +38,7 @@ from torch import nn
 
 from .mwd import MWDLayer, check_input_range
 from .mwd_functional import mwd_interval
-from .validation import check_int, check_range
+from .validation import check_input, check_int, check_labels, check_range
 
 __all__ = ["certified", "certified_accuracy", "interval_bounds", "propagate", "register_rule"]
 
@@ -118,12 +118,18 @@ def interval_bounds(
 def certified(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, input_range: tuple[float, float] = (0.0, 1.0)
 ) -> torch.Tensor:
-    """Per example: is the true class's lower bound above every other class's upper bound? (Corollary 1)"""
-    if y.shape != x.shape[:1]:
-        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    """Per example: is the true class's lower bound above every other class's upper bound? (Corollary 1)
+
+    ``y`` must hold int64 labels on ``x``'s device; an empty batch gives an empty result.
+    """
+    check_input(x)
+    check_labels(y, batch=x.shape[0], device=x.device)
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
     lower, upper = interval_bounds(model, x, eps, input_range=input_range)
-    if bool((y < 0).any() or (y >= lower.shape[1]).any()):
-        raise ValueError(f"y must hold class indices in [0, {lower.shape[1]})")
+    if lower.dim() != 2 or lower.shape[0] != x.shape[0]:
+        raise ValueError(f"model must return logits of shape ({x.shape[0]}, classes), got shape {tuple(lower.shape)}")
+    check_labels(y, batch=x.shape[0], num_classes=lower.shape[1])
     true_lower = lower.gather(1, y[:, None]).squeeze(1)
     others_upper = upper.scatter(1, y[:, None], float("-inf")).amax(dim=1)
     return true_lower > others_upper
@@ -140,6 +146,8 @@ def certified_accuracy(
 ) -> float:
     """Fraction of ``(x, y)`` certified at radius ``eps``: a lower bound on the accuracy under any attack.
 
+    ``nan`` for an empty batch; ``x`` and ``y`` are checked as in :func:`certified`.
+
     Example:
         >>> net = nn.Sequential(MWDLayer(4, 3, generator=torch.Generator().manual_seed(0)), nn.Linear(3, 2))
         >>> x = torch.rand(8, 4)
@@ -148,8 +156,10 @@ def certified_accuracy(
         (1.0, 0.0)
     """
     check_int("batch_size", batch_size)
+    check_input(x)
+    check_labels(y, batch=x.shape[0], device=x.device)
     if len(x) == 0:
-        raise ValueError("x must hold at least one example")
+        return float("nan")
     count = sum(
         int(certified(model, x[i : i + batch_size], y[i : i + batch_size], eps, input_range=input_range).sum())
         for i in range(0, len(x), batch_size)

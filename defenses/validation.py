@@ -3,6 +3,17 @@
 One module serves ``stochdef.defenses``, ``stochdef.adapters`` and ``stochdef.evaluations`` (it sits in the
 lowest layer, the defenses, so that no import runs back up). It is not part of the user API: nothing here is
 exported from :mod:`stochdef.defenses`. What counts as bad input, and where it is checked: DESIGN.md, §C5.
+
+The batch checks shared by every entry point that takes a model and a batch (the in-house attacks,
+``ensemble_accuracy``, ``certified_accuracy``, the adapters): :func:`check_input`, :func:`check_like_model`,
+:func:`check_labels` and, on what the model returns, :func:`check_logits` (a tensor of logits, not a tuple, not
+probabilities, as many classes as declared). An empty batch is no error: it gets an empty result.
+
+Example:
+    >>> check_logits(torch.tensor([[0.2, 0.8]]), batch=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: model must return logits, got probabilities (every row is >= 0 and sums to 1): drop the final softmax
 """
 
 from __future__ import annotations
@@ -10,9 +21,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 Bounds = tuple[float, float]
 
@@ -165,3 +178,102 @@ def check_interval(name: str, low: float, high: float, *, minimum: float | None 
     if low > high:
         raise ValueError(f"{name} must have min <= max, got ({low}, {high})")
     return low, high
+
+
+def check_logits(
+    out: object,
+    *,
+    batch: int,
+    num_classes: int | None = None,
+    name: str = "model",
+    classes_name: str = "num_classes",
+) -> torch.Tensor:
+    """Return ``out`` if it is what a classifier must return for a batch of ``batch`` rows: a floating tensor of
+    logits of shape ``(batch, classes)`` (``classes == num_classes`` when given), not a tuple, not probabilities.
+
+    Probabilities are recognized when every row is >= 0 and sums to 1 (a softmax output); log-probabilities
+    pass (they are logits up to a constant). ``name`` names the model, ``classes_name`` the class-count argument.
+    """
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"{name} must return a tensor of logits of shape (batch, classes), got {type(out).__name__}"
+            + (" (return only the logits)" if isinstance(out, (tuple, list, dict)) else "")
+        )
+    if not out.is_floating_point():
+        raise TypeError(f"{name} must return floating-point logits, got dtype {out.dtype}")
+    if out.dim() != 2 or out.shape[0] != batch:
+        raise ValueError(f"{name} must return logits of shape ({batch}, classes), got shape {tuple(out.shape)}")
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise ValueError(f"{classes_name} is {num_classes} but {name} returns {out.shape[1]} class scores per row")
+    if out.numel() and out.shape[1] >= 2:
+        o = out.detach()
+        tol = 1e-4 if o.dtype in (torch.float16, torch.bfloat16) else 1e-6 * out.shape[1]
+        if bool((o >= 0).all()) and bool(((o.sum(dim=1) - 1).abs() <= tol).all()):
+            raise ValueError(
+                f"{name} must return logits, got probabilities (every row is >= 0 and sums to 1): "
+                "drop the final softmax"
+            )
+    return out
+
+
+def check_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    bounds: Bounds | None = None,
+    num_classes: int | None = None,
+) -> None:
+    """The checks of a model's batch: ``model`` a module; ``x`` finite, of rank >= 2, inside ``bounds``, with the
+    model's dtype and device; ``y`` int64 labels of shape ``(batch,)`` on ``x``'s device, in range."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_input(x, bounds=bounds)
+    check_like_model(x, model)
+    check_labels(y, batch=x.shape[0], num_classes=num_classes, device=x.device)
+
+
+class CheckedOutput(nn.Module):
+    """``model`` whose every output goes through :func:`check_logits` (a wrapper: no draw, no parameter of its own).
+
+    >>> CheckedOutput(nn.Softmax(dim=1))(torch.zeros(2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: model must return logits, got probabilities (every row is >= 0 and sums to 1): drop the final softmax
+    """
+
+    def __init__(self, model: nn.Module, *, num_classes: int | None = None, classes_name: str = "num_classes") -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.classes_name = classes_name
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x)
+        return check_logits(out, batch=x.shape[0], num_classes=self.num_classes, classes_name=self.classes_name)
+
+
+def probe_classes(
+    model: nn.Module,
+    *,
+    input_shape: Sequence[int],
+    bounds: Bounds,
+    device: torch.device,
+    classes_name: str = "nb_classes",
+    num_classes: int | None = None,
+) -> int:
+    """The number of classes ``model`` scores, from one call on one input (the middle of ``bounds``), checked with
+    :func:`check_logits`. The call leaves no trace: the RNG states (CPU and ``device``) and every submodule's
+    train/eval mode are restored, and it runs in eval mode without gradients (batch-norm statistics stay)."""
+    dtype = next((t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
+    x = torch.full(
+        (1, *input_shape), (bounds[0] + bounds[1]) / 2, dtype=dtype or torch.get_default_dtype(), device=device
+    )
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            out = model.eval()(x)
+    finally:
+        for module, training in modes:
+            module.training = training
+    return int(check_logits(out, batch=1, num_classes=num_classes, classes_name=classes_name).shape[1])

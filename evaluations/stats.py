@@ -1,7 +1,8 @@
 """Small pure statistics for evaluations: binomial confidence intervals, a median interval, a tolerance.
 
 * :func:`wilson_interval`, :func:`clopper_pearson_interval`: intervals for a proportion (robust accuracy,
-  success rate) from ``successes`` out of ``n`` independent trials.
+  success rate) from ``successes`` out of ``n`` independent trials; scipy computes them
+  (``scipy.stats.binomtest(...).proportion_ci``), this module only checks the arguments.
 * :func:`intervals_overlap`: the agreement rule of the cross-check.
 * :func:`median_interval`: a distribution-free interval for a median (binomial order statistics).
 * :func:`two_proportion_tolerance`: how far two observed rates may differ when the true rates are equal.
@@ -32,36 +33,30 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def _binomial_interval(successes: int, n: int, confidence: float, method: str) -> Interval:
+    _check(successes, n, confidence)
+    ci = _stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method=method)
+    return float(ci.low), float(ci.high)
+
+
 def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Interval:
-    """Wilson score interval for a binomial proportion.
+    """Wilson score interval for a binomial proportion (``scipy.stats.binomtest(...).proportion_ci``).
 
     >>> tuple(round(v, 4) for v in wilson_interval(8, 10))
     (0.4902, 0.9433)
     >>> wilson_interval(0, 20)[0]
     0.0
     """
-    _check(successes, n, confidence)
-    z = z_value(confidence)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
+    return _binomial_interval(successes, n, confidence, "wilson")
 
 
 def clopper_pearson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Interval:
-    """Exact (Clopper-Pearson) interval for a binomial proportion, from beta quantiles.
+    """Exact (Clopper-Pearson) interval for a binomial proportion (``binomtest(...).proportion_ci``, "exact").
 
     >>> tuple(round(v, 4) for v in clopper_pearson_interval(8, 10))
     (0.4439, 0.9748)
     """
-    _check(successes, n, confidence)
-    alpha = 1 - confidence
-    low = 0.0 if successes == 0 else float(_stats.beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes == n else float(_stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes))
-    return low, high
+    return _binomial_interval(successes, n, confidence, "exact")
 
 
 def intervals_overlap(a: Interval, b: Interval) -> bool:

@@ -6,7 +6,10 @@ They import only :mod:`.spec` and :mod:`.store`; this module imports them all an
 by name. :func:`load` returns a trained model: a checkpoint shipped in ``defenses/checkpoints/``, else
 one cached in ``$STOCHDEF_CACHE`` (default ``~/.cache/stochdef``), else it trains one with the
 project's own trainer and caches it. Every checkpoint stores the state dict, the spec name, the
-dataset, the metrics and the command that made it; a JSON sidecar repeats all but the weights.
+dataset, the metrics, the command that made it, an architecture fingerprint and the weights' sha256; a
+JSON sidecar repeats all but the weights. Checkpoints hold tensors and plain data only and are read with
+``torch.load(weights_only=True)`` (:mod:`.checkpoint`); :func:`load` raises :class:`CheckpointError` naming
+the file for one that is damaged or made for another model, and :func:`convert` re-saves an older one.
 
 Example:
     >>> "vanilla-mlp" in names()
@@ -24,17 +27,29 @@ from torch import nn
 
 from ..validation import check_choice
 from . import bayes, dropconnect, mwd, noise, plain, rse, sap, sdr
+from .checkpoint import CheckpointError, read_checkpoint
 from .spec import Spec, TrainSettings, plain_trainer
-from .store import SHIPPED_DIR, build_spec, cache_dir, checkpoint_name, find_checkpoint, load_spec, train_spec
+from .store import (
+    SHIPPED_DIR,
+    build_spec,
+    cache_dir,
+    checkpoint_name,
+    convert_spec,
+    find_checkpoint,
+    load_spec,
+    train_spec,
+)
 
 __all__ = [
     "FAMILIES",
+    "CheckpointError",
     "SHIPPED_DIR",
     "Spec",
     "TrainSettings",
     "build",
     "cache_dir",
     "checkpoint_name",
+    "convert",
     "find_checkpoint",
     "get",
     "load",
@@ -107,3 +122,17 @@ def load(
     spec = get(name)
     settings = settings or TrainSettings()
     return load_spec(spec, dataset=dataset, device=device, train_if_missing=train_if_missing, settings=settings)
+
+
+def convert(path: str | Path) -> dict[str, Any]:
+    """Re-save the checkpoint at ``path`` (and its sidecar) as tensors and plain data only, weights bit for bit.
+
+    The zoo entry and dataset are the ones the file records; it must fit that entry's model. Reading runs no code
+    from the file (``weights_only=True``). ``stochdef train --convert PATH`` calls this. Returns the new metadata.
+    """
+    path = Path(path)
+    _, meta = read_checkpoint(path, verify=False)
+    name = meta.get("name")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise CheckpointError(f"checkpoint {path} records no zoo name (got {name!r}); known: {list(_REGISTRY)}")
+    return convert_spec(path, _REGISTRY[name])

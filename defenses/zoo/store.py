@@ -1,9 +1,10 @@
 """Checkpoints of zoo entries: where they are, how one is trained and saved, how one is loaded.
 
 Every function here takes a :class:`~.spec.Spec` (not a name), so a family module can load another
-entry's trained weights (SAP takes its dense network's) without importing the registry. A checkpoint is a
-``torch.save`` of ``{"state_dict": ..., "meta": ...}`` (tensors, strings and numbers only, no pickled
-classes); a JSON sidecar repeats the metadata, with the command that made it.
+entry's trained weights (SAP takes its dense network's) without importing the registry. A checkpoint holds
+tensors and plain data only and is read with ``torch.load(weights_only=True)`` (:mod:`.checkpoint`); a JSON
+sidecar repeats the metadata, with the command that made it. Loading names the file in every error and
+refuses a file recorded for another name, dataset or architecture.
 
 Example:
     >>> checkpoint_name("sdr-decay", "mnist5k", quick=True)
@@ -24,7 +25,15 @@ import torch
 from torch import nn
 
 from .. import data as datasets
-from ..files import atomic_torch_save, atomic_write_json
+from .checkpoint import (
+    CheckpointError,
+    architecture,
+    check_identity,
+    convert_checkpoint,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .spec import Spec, TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -76,14 +85,13 @@ def train_spec(
         "train_seconds": round(time.perf_counter() - start, 1),
         "final_loss": history.loss[-1] if history.loss else None,
         "test_accuracy_single_draw": history.final_accuracy,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "command": _command(spec.name, dataset, settings, out_dir),
     }
     model.cpu().eval()
     folder = out_dir if out_dir is not None else cache_dir()
     path = folder / checkpoint_name(spec.name, dataset, quick=settings.quick)
-    atomic_torch_save(path, {"state_dict": model.state_dict(), "meta": meta})
-    atomic_write_json(path.with_suffix(".json"), meta)
+    meta = save_checkpoint(path, model, meta)
     logger.info("saved %s (held-out accuracy %.4f)", path, history.final_accuracy)
     return model, meta
 
@@ -120,7 +128,37 @@ def load_spec(
         logger.info("no checkpoint for %s on %s: training one (cached in %s)", name, dataset, cache_dir())
         model, meta = train_spec(spec, dataset=dataset, settings=settings)
         return model.to(device).eval(), meta
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    state, meta = read_checkpoint(path)
     model = build_spec(spec, dataset)
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), dict(blob["meta"], path=str(path))
+    check_fits(path, spec, model, state, meta, dataset=dataset, quick=settings.quick)
+    return model.to(device).eval(), dict(meta, path=str(path))
+
+
+def check_fits(
+    path: Path,
+    spec: Spec,
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    *,
+    dataset: str,
+    quick: bool,
+) -> None:
+    """Load ``state`` into ``model`` (``spec`` built for ``dataset``) after checking the checkpoint was made for
+    it: its recorded name, dataset and ``quick`` first, then the tensors, then the architecture fingerprint
+    (two entries with the same tensors but other layers differ there). Every error names ``path``."""
+    check_identity(path, meta, {"name": spec.name, "dataset": dataset, "quick": quick})
+    load_weights(path, model, state)
+    check_identity(path, meta, {"architecture": architecture(model)})
+
+
+def convert_spec(path: Path, spec: Spec) -> dict[str, Any]:
+    """Re-save the checkpoint of ``spec`` at ``path`` in the safe format (weights bit for bit), checking it fits
+    the model first; the dataset is the one the checkpoint records. Returns the new metadata."""
+    state, meta = read_checkpoint(path)
+    dataset = meta.get("dataset")
+    if not isinstance(dataset, str) or dataset not in datasets.DATASETS:
+        raise CheckpointError(f"checkpoint {path} records no known dataset (got {dataset!r})")
+    model = build_spec(spec, dataset)
+    check_fits(path, spec, model, state, meta, dataset=dataset, quick=bool(meta.get("quick", False)))
+    return convert_checkpoint(path, model)

@@ -1,4 +1,8 @@
-"""What every in-house attack shares: the result type, argument checks, and EoT-averaged evaluation."""
+"""What every in-house attack shares: the result type, argument checks, and EoT-averaged evaluation.
+
+The checks are :mod:`stochdef.defenses.validation`'s, the ones ``ensemble_accuracy``, ``certified_accuracy`` and
+the adapters use (DESIGN.md, §C5): :func:`prepare` runs them; an empty batch gets an empty result (:func:`empty`).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,26 @@ from torch import nn
 from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
 from stochdef.defenses.validation import (
     Bounds,
+    check_batch,
     check_bounds,
     check_choice,
-    check_input,
     check_int,
     check_labels,
+    check_logits,
     check_range,
 )
 
-__all__ = ["AttackResult", "Bounds", "check_choice", "check_int", "check_range", "evaluate", "prepare", "succeeded"]
+__all__ = [
+    "AttackResult",
+    "Bounds",
+    "check_choice",
+    "check_int",
+    "check_range",
+    "empty",
+    "evaluate",
+    "prepare",
+    "succeeded",
+]
 
 
 @dataclass(frozen=True)
@@ -46,25 +61,29 @@ class AttackResult:
 
 
 def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bounds: Bounds) -> tuple[Bounds, int]:
-    """Check ``model``, ``x`` (finite, inside ``bounds``), ``bounds`` and ``y``; return bounds and class count.
+    """Check ``model``, ``x`` (finite, inside ``bounds``, the model's dtype and device), ``bounds`` and ``y``
+    (int64, on ``x``'s device, in range); return bounds and class count (0 for an empty batch: no model call).
 
-    The class count comes from one forward pass of one draw, so labels are checked before any loss sees them
-    (an out-of-range label would otherwise be a device-side assert on CUDA).
+    The class count comes from one forward pass of one draw, checked to be logits (not a tuple, not
+    probabilities), so labels are checked before any loss sees them (an out-of-range label would otherwise be
+    a device-side assert on CUDA).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     low_high = check_bounds("bounds", bounds)
-    check_input(x, bounds=low_high)
-    check_labels(y, batch=x.shape[0])
-    if y.device != x.device:
-        raise ValueError(f"y must be on x's device {x.device}, got {y.device}")
+    check_batch(model, x, y, bounds=low_high)
+    if x.shape[0] == 0:
+        return low_high, 0
     with torch.no_grad():
-        out = model(x[:1])
-    if out.dim() != 2:
-        raise ValueError(f"model must return logits of shape (batch, classes), got shape {tuple(out.shape)}")
+        out = check_logits(model(x[:1]), batch=1)
     num_classes = int(out.shape[1])
     check_labels(y, batch=x.shape[0], num_classes=num_classes)
     return low_high, num_classes
+
+
+def empty(x: torch.Tensor, **fields: torch.dtype) -> AttackResult:
+    """The result of an attack on an empty batch: ``x`` itself, no success, and each of ``fields`` (name ->
+    dtype) an empty tensor."""
+    none = {name: torch.zeros(0, dtype=dtype, device=x.device) for name, dtype in fields.items()}
+    return AttackResult(x_adv=x.detach().clone(), success=torch.zeros(0, dtype=torch.bool, device=x.device), **none)
 
 
 def evaluate(

@@ -31,7 +31,7 @@ from torch import nn
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
 
-from ._common import AttackResult, Bounds, check_choice, check_int, check_range, evaluate, prepare, succeeded
+from ._common import AttackResult, Bounds, check_choice, check_int, check_range, empty, evaluate, prepare, succeeded
 
 NORMS: tuple[str, ...] = ("l2", "linf")
 
@@ -128,6 +128,8 @@ def deepfool(
     candidates = check_int("candidates", candidates, minimum=2)
     norm = check_choice("norm", norm, NORMS)
     samples = check_int("samples", samples, minimum=1)
+    if x.shape[0] == 0:
+        return empty(x, steps=torch.long)
     if num_classes < 2:
         raise ValueError(f"model must have at least 2 classes for DeepFool, got {num_classes}")
     clean, _ = evaluate(model, x, y, samples=samples, max_batch=max_batch)

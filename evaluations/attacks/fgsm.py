@@ -25,7 +25,7 @@ from torch import nn
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, eot_value_and_grad
 
-from ._common import AttackResult, Bounds, check_int, check_range, evaluate, prepare, succeeded
+from ._common import AttackResult, Bounds, check_int, check_range, empty, evaluate, prepare, succeeded
 
 REFINE_BELOW = 20  # Foolbox 2.x: a first success among the first 20 step sizes triggers a finer search
 REFINE_POINTS = 20
@@ -69,6 +69,8 @@ def fgsm(
     (low, high), _ = prepare(model, x, y, bounds)
     eps = check_range("eps", eps, low=0.0)
     samples = check_int("samples", samples, minimum=1)
+    if x.shape[0] == 0:
+        return empty(x)
     direction = _signed_gradient(model, x, y, samples=samples, targeted=targeted, max_batch=max_batch)
     x_adv = torch.clamp(x + eps * direction, min=low, max=high).detach()
     logits, _ = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
@@ -139,6 +141,8 @@ def fgsm_minimal(
     epsilons = check_int("epsilons", epsilons, minimum=1)
     max_eps = check_range("max_eps", max_eps, low=0.0, low_open=True)
     samples = check_int("samples", samples, minimum=1)
+    if x.shape[0] == 0:
+        return empty(x, eps=x.dtype)
     direction = (high - low) * _signed_gradient(model, x, y, samples=samples, targeted=targeted, max_batch=max_batch)
     kw: dict[str, Any] = {"bounds": (low, high), "samples": samples, "targeted": targeted, "max_batch": max_batch}
     batch = x.shape[0]

@@ -37,7 +37,7 @@ from torch import nn
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, expectation
 
-from ._common import AttackResult, Bounds, check_choice, check_int, check_range, prepare, succeeded
+from ._common import AttackResult, Bounds, check_choice, check_int, check_range, empty, prepare, succeeded
 
 MAX_SEEDS = 128
 SEED_RATIO = 0.1
@@ -139,6 +139,8 @@ def local_search(
     t = check_int("t", t, minimum=1)
     rounds = check_int("rounds", rounds, minimum=1)
     select = check_choice("select", select, SELECT)
+    if x.shape[0] == 0:
+        return empty(x, queries=torch.long)
     batch, channels, height, width = x.shape
     pixels = height * width
     centre, span = (low + high) / 2, high - low

@@ -25,7 +25,7 @@ from torch import nn
 
 from stochdef.adapters import DEFAULT_MAX_BATCH, eot_value_and_grad
 
-from ._common import AttackResult, Bounds, check_choice, check_int, check_range, evaluate, prepare, succeeded
+from ._common import AttackResult, Bounds, check_choice, check_int, check_range, empty, evaluate, prepare, succeeded
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 StepCallback = Callable[[torch.Tensor, torch.Tensor], None]
@@ -137,6 +137,8 @@ def pgd(
     norm = check_choice("norm", norm, NORMS)
     restarts = check_int("restarts", restarts, minimum=1)
     samples = check_int("samples", samples, minimum=1)
+    if x.shape[0] == 0:
+        return empty(x)
     best_x = best_success = best_score = None
     for _ in range(restarts):
         x_adv = _run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,22 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable[[], Any], *, repeat: int = 7, warmup: int = 1, device: str = "cpu") -> dict[str, float]:
-    """Run ``fn`` ``warmup`` + ``repeat`` times; return median, min, max and quartiles in seconds."""
-    for _ in range(warmup):
-        fn()
-        synchronize(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+def measure(fn: Callable[[], Any], *, repeat: int = 7, device: str = "cpu") -> dict[str, float]:
+    """Time ``repeat`` calls of ``fn`` with ``torch.utils.benchmark.Timer``; return median, min, max, quartiles (s).
+
+    The timer runs on torch's current thread count (its own default is one thread) and synchronizes CUDA around
+    each timed run. Each repetition is one ``Timer.timeit(number=1)``, which first calls ``fn`` twice untimed
+    (the timer's warm-up): a benchmark costs about three times the time it reports.
+
+    >>> stats = measure(lambda: sum(range(1000)), repeat=3)
+    >>> stats["min"] <= stats["median"] <= stats["max"], stats["repeat"]
+    (True, 3)
+    """
+    from torch.utils import benchmark as torch_benchmark
+
+    del device  # the timer synchronizes whatever accelerator is present
+    timer = torch_benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    times = [timer.timeit(number=1).median for _ in range(repeat)]
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return {
         "median": statistics.median(times),

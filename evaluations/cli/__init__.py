@@ -4,6 +4,10 @@ The top-level parser lists the subcommands from the static table below without i
 (which import torch and the attack libraries): ``stochdef --help`` and ``stochdef --version`` stay fast.
 Only the chosen subcommand's module is imported, to add its arguments and run it. The global options
 (``-v``, ``--version``) are accepted before and after the subcommand.
+
+Every error the user can fix (a bad option, a bad value, a bad file, a folder in use) is one line on stderr,
+``stochdef CMD: error: ...``, and exit status 2; Ctrl-C prints where the run stopped (exit status 130), never
+a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand -> (module under stochdef.evaluations.cli, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +65,20 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, a tuple written as the comma-separated list it is typed as;
+    flags (``store_true``), required positionals and helps that already state a default are left as they are."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or action.nargs == 0 or default in (None, argparse.SUPPRESS):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """The options every position accepts. After the subcommand their default is SUPPRESS, so that a
     subcommand which was not given ``-v`` leaves the top-level value as it is instead of resetting it."""
@@ -85,13 +104,25 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (``stochdef CMD: error: ...``, exit 2) without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: its lines joined with ``; ``."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with the arguments of ``command`` only (its module is imported); None imports none."""
-    parser = argparse.ArgumentParser(prog="stochdef", description=DESCRIPTION)
+    parser = Parser(prog="stochdef", description=DESCRIPTION)
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         subparser.set_defaults(_module=module)
         if name == command:
             importlib.import_module(f"stochdef.evaluations.cli.{module}").add_arguments(subparser)
@@ -118,12 +149,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # the attack libraries log every call at INFO
         for name in ("art", "foolbox", "torchattacks"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
+    from tqdm.contrib.logging import logging_redirect_tqdm  # log lines above the progress bars, not through them
+
     try:
-        return int(module.main(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"stochdef {args.command}: error: {err}", file=sys.stderr)
+        module = importlib.import_module(f"stochdef.evaluations.cli.{args._module}")
+        with logging_redirect_tqdm():
+            return int(module.main(args) or 0)
+    except KeyboardInterrupt as err:
+        print(f"stochdef {args.command}: {one_line(err) or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not _user_error(err):
+            raise
+        print(f"stochdef {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _user_error(err: RuntimeError) -> bool:
+    """A ``RuntimeError`` the user can fix: the output file is in use by another run."""
+    from stochdef.defenses.files import FileInUseError
+
+    return isinstance(err, FileInUseError)
 
 
 def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:

@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TARGET",
         help=f"one or more of: {', '.join(sorted(bench.TARGETS))}",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
+    )
     parser.add_argument(
         "--repeat", type=int, default=None, help="timed repetitions, median reported (default: 7; evaluate: 1)"
     )

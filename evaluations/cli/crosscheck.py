@@ -12,10 +12,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     from ..crosscheck.models import MODELS
 
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        choices=("cpu", "cuda"),
+        help="torch device (cuda when available)",
+    )
     parser.add_argument("--quick", action="store_true", help="the CI-sized run (digits only, fewer examples)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), help="override the model list")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the models' training and the attacks")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), help="override the model list (default: all)")
     parser.add_argument("--out", type=Path, default=Path("crosscheck-results"), help="folder for JSON + Markdown")
 
 

@@ -17,9 +17,21 @@ from ..libraries import EVAL_ATTACKS, LIBRARIES
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
-    def parse(text: str) -> tuple[Any, ...]:
-        return tuple(kind(part) for part in text.split(",") if part)
+    """A parser of comma-separated ``kind`` values whose error names the item that is not one."""
+    what = {float: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
 
+    def parse(text: str) -> tuple[Any, ...]:
+        values = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            try:
+                values.append(kind(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{part!r} is not {what} (in {text!r})") from None
+        return tuple(values)
+
+    parse.__name__ = f"comma-separated {kind.__name__} list"
     return parse
 
 
@@ -30,30 +42,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_list(str),
         default=DEFAULT_DEFENSES,
         help=(
-            f"comma-separated zoo names (default: {','.join(DEFAULT_DEFENSES)}; `stochdef train` lists them all); "
-            "append [psd] to an MWD net (mwd-256[psd]) to attack it through its pseudogradient"
+            "comma-separated zoo names (`stochdef train` lists them all; a name without a shipped checkpoint is "
+            "trained first, and the run says how long that took when the zoo recorded it); append [psd] to an "
+            "MWD net (mwd-256[psd]) to attack it through its pseudogradient"
         ),
     )
-    parser.add_argument("--attack", type=_list(str), default=default.attacks, help=f"from {','.join(EVAL_ATTACKS)}")
-    parser.add_argument("--library", type=_list(str), default=default.libraries, help=f"from {','.join(LIBRARIES)}")
+    parser.add_argument(
+        "--attack", type=_list(str), default=default.attacks, help=f"comma-separated, from {','.join(EVAL_ATTACKS)}"
+    )
+    parser.add_argument(
+        "--library", type=_list(str), default=default.libraries, help=f"comma-separated, from {','.join(LIBRARIES)}"
+    )
     parser.add_argument("--eps", type=_list(float), default=default.eps, help="comma-separated L-inf radii")
     parser.add_argument(
         "--samples",
         type=_list(int),
         default=default.samples,
-        help="EoT draws per gradient: 1 is the naive attack (default: 1,8)",
+        help="comma-separated EoT draws per gradient: 1 is the naive attack, the largest the EoT one",
     )
-    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS, help="embedded data set")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
+    )
     parser.add_argument("--out", type=Path, default=Path("stochdef-results"), help="folder for results and report")
-    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--seed", type=int, default=default.seed, help="run seed (each cell's seed derives from it)")
     parser.add_argument("--n", type=int, default=default.n, help="test images attacked")
     parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
     parser.add_argument(
-        "--judge-samples", type=int, default=default.judge_samples, help="draws in the defense's ensemble prediction"
+        "--judge-samples",
+        type=int,
+        default=default.judge_samples,
+        help="draws in the random defenses' ensemble prediction that judges every cell (cost grows with it)",
     )
-    parser.add_argument("--no-indicators", action="store_true", help="skip the gradient-obfuscation checks")
-    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer matrix")
+    parser.add_argument(
+        "--no-indicators",
+        action="store_true",
+        help="skip the gradient-obfuscation checks (about 30%% of a default run; README)",
+    )
+    parser.add_argument(
+        "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
+    )
+    parser.add_argument(
+        "--recompute-stale",
+        action="store_true",
+        help="recompute the cells of --out computed with other weights, library versions, device or CPU capability "
+        "(their old records move to results.stale.jsonl); without it such a run is refused",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         transfer=not args.no_transfer,
     )
     start = time.perf_counter()
-    store = evaluate(config, out=args.out)
+    store = evaluate(config, out=args.out, recompute_stale=args.recompute_stale)
     seconds = time.perf_counter() - start
     plots = all_plots(store, config, args.out)
     atomic_write_text(args.out / "report.md", markdown(store, config, seconds=seconds, plots=plots))

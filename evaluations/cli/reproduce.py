@@ -23,9 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a smoke test: reduced size (minutes; what the tests run), no paper comparison",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("stochdef-results") / "reproduce")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (and of any training)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("stochdef-results") / "reproduce", help="folder; one sub-folder per target"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..tables import markdown_table
+
 VERDICT = {True: "ok", False: "FAIL", None: "skip"}
 
 # How each DeepFool differs by design (read from the libraries' sources; the rows measure the consequences).
@@ -14,11 +16,6 @@ DEEPFOOL_CONVENTIONS = [
     ("art", "clean prediction", "nb_grads=10 (all of 10)", "once, after its loop", "50 (default 100)"),
     ("torchattacks", "given label y", "all classes", "every step x (1+overshoot), iterate clipped per step", "50"),
 ]  # fmt: skip
-
-
-def _cell(value: object) -> str:
-    """A Markdown table cell: pipes escaped."""
-    return str(value).replace("|", "\\|")
 
 
 def _seconds(row: dict[str, Any]) -> str:
@@ -113,32 +110,34 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Models (trained within the run)",
         "",
-        "| model | dataset | randomized | held-out accuracy | train s | attacks s |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for m in report["models"]:
-        lines.append(
-            f"| {m['name']} | {m['dataset']} | {m['randomized']} | {m['held_out_accuracy']:.4f} | "
-            f"{m['train_seconds']} | {m.get('attack_seconds', '')} |"
-        )
-    lines += [
-        "",
-        "## Comparisons",
-        "",
-        "| model | attack | library | n | verdict | metric | value | seconds (in-house / library) | note |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in report["rows"]:
-        cells = [r["model"], r["attack"], r["library"], r["n"], VERDICT[r["passed"]], r["metric"], r["value"]]
-        lines.append("| " + " | ".join(_cell(c) for c in [*cells, _seconds(r), r["note"]]) + " |")
-    lines += [
-        "",
-        "## DeepFool conventions",
-        "",
-        "| implementation | reference class | candidates | overshoot | steps |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [f"| {' | '.join(c)} |" for c in DEEPFOOL_CONVENTIONS]
+    lines += markdown_table(
+        ["model", "dataset", "randomized", "held-out accuracy", "train s", "attacks s"],
+        [
+            [
+                m["name"],
+                m["dataset"],
+                m["randomized"],
+                f"{m['held_out_accuracy']:.4f}",
+                m["train_seconds"],
+                m.get("attack_seconds", ""),
+            ]
+            for m in report["models"]
+        ],
+    )
+    lines += ["", "## Comparisons", ""]
+    lines += markdown_table(
+        ["model", "attack", "library", "n", "verdict", "metric", "value", "seconds (in-house / library)", "note"],
+        [
+            [r["model"], r["attack"], r["library"], r["n"], VERDICT[r["passed"]], r["metric"], r["value"]]
+            + [_seconds(r), r["note"]]
+            for r in report["rows"]
+        ],
+    )
+    lines += ["", "## DeepFool conventions", ""]
+    lines += markdown_table(
+        ["implementation", "reference class", "candidates", "overshoot", "steps"], DEEPFOOL_CONVENTIONS
+    )
     lines += ["", "## Findings (measured by this run)", ""]
     lines += [f"- {f}" for f in findings(report)]
     return "\n".join(lines) + "\n"

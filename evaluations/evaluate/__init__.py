@@ -3,7 +3,9 @@
 The job's layers, each depending only on those above it (how each library runs each attack is
 :mod:`stochdef.evaluations.libraries`):
 
-* :mod:`.results` -- the resumable JSONL store of cells, and the cell keys and seeds;
+* :mod:`.results` -- the resumable, locked JSONL store of cells, the cell keys and seeds, ``merge``;
+* :mod:`.checks` -- the configuration's checks, all run before the first cell; :mod:`.provenance` -- what a
+  cell depends on beyond its key (weights, versions, device, CPU capability);
 * :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
 * :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
 * :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;
@@ -12,7 +14,7 @@ The job's layers, each depending only on those above it (how each library runs e
 
 from __future__ import annotations
 
-from .engine import cells, compute, evaluate
+from .engine import Interrupted, StaleResultsError, cells, compute, evaluate
 from .run import (
     DEFAULT_DEFENSES,
     EvalConfig,
@@ -27,7 +29,9 @@ from .run import (
 __all__ = [
     "DEFAULT_DEFENSES",
     "EvalConfig",
+    "Interrupted",
     "Run",
+    "StaleResultsError",
     "attack_key",
     "base_name",
     "cells",

@@ -33,7 +33,12 @@ def surrogate_for(defense: str) -> str:
 
 
 def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
-    """Every indicator for ``defense``, as dicts; each fired one also raised an ``ObfuscationWarning``."""
+    """Every indicator for ``defense``, as dicts; each fired one also raised an ``ObfuscationWarning`` naming it."""
+    with ind.about(defense):
+        return _diagnose(run, defense)
+
+
+def _diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     c = run.config
     model, x, y = run.model(defense), run.x, run.y
     # a deterministic defense needs one draw where a random one needs many: the numbers are the same

@@ -10,7 +10,12 @@ A run is a list of cells, each computed once and streamed to ``results.jsonl`` (
 * ``transfer`` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
 
 Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
-what an uninterrupted one would have.
+what an uninterrupted one would have. Before the first cell: the configuration and the output folder are
+checked (:mod:`.checks`), ``results.jsonl`` is locked for this run (a second run into the same folder is
+refused), every model is loaded (a bad checkpoint fails now), and the recorded cells whose provenance differs
+from this run's (weights, versions, device, CPU capability: :mod:`.provenance`) refuse the run, or with
+``recompute_stale=True`` move to ``results.stale.jsonl`` and are computed again. Ctrl-C raises
+:class:`Interrupted`, saying how many cells are recorded and how to resume.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from stochdef.defenses import data as datasets
 
 from .. import libraries
 from ..libraries import ESTIMATORS, AttackSpec
-from .diagnose import diagnose
+from .checks import check_out
+from .diagnose import SURROGATES, diagnose, surrogate_for
+from .provenance import differences, summary
 from .results import ResultsFile, cell_seed
 from .run import (
     EvalConfig,
@@ -40,6 +47,7 @@ from .run import (
     clean_key,
     indicator_key,
     seed_everything,
+    training_notice,
     transfer_key,
 )
 from .transfer import transfer_cell
@@ -99,21 +107,91 @@ def compute(run: Run, kind: str, key: str, payload: Any) -> None:
         fields = {"defense": payload, "indicators": diagnose(run, payload)}
     else:
         fields = transfer_cell(run, *payload)
-    run.record(key, kind, fields, time.perf_counter() - start)
+    run.record(key, kind, fields, time.perf_counter() - start, defenses_of(kind, payload))
 
 
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True) -> ResultsFile:
-    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``."""
+def defenses_of(kind: str, payload: Any) -> tuple[str, ...]:
+    """The defenses whose models a cell uses (its provenance records their weights)."""
+    if kind == "attack":
+        return (payload[0],)
+    if kind == "transfer":
+        return tuple(dict.fromkeys(payload))
+    if kind == "indicators":  # the transfer indicator attacks from a surrogate model
+        return (payload, surrogate_for(payload))
+    return (payload,)
+
+
+class StaleResultsError(ValueError):
+    """Recorded cells were computed under other conditions (weights, versions, device) than this run's."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says where it stopped and how to resume."""
+
+
+STALE_FILE = "results.stale.jsonl"
+
+
+def _stale(run: Run, grid: list[tuple[str, str, Any]]) -> dict[str, list[str]]:
+    """The recorded cells of ``grid`` whose provenance differs from what this run would record, and how."""
+    expected = {"versions": run.versions}
+    found = {}
+    for kind, key, payload in grid:
+        record = run.store.get(key)
+        if record is not None:
+            diff = differences(record, {**expected, "provenance": run.provenance(defenses_of(kind, payload))})
+            if diff:
+                found[key] = diff
+    return found
+
+
+def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:
+    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``.
+
+    Everything is checked before the first cell (see the module docstring); recorded cells of another
+    provenance raise :class:`StaleResultsError` unless ``recompute_stale=True``.
+    """
+    out = check_out(out)
     data = datasets.load(config.dataset)
     if config.n > len(data.x_test):
         raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
     for name in config.defenses:
         check_defense_name(name, data)  # unknown names fail here, listing the valid ones
-    store = ResultsFile(Path(out) / "results.jsonl")
-    device = torch.device(config.device)
-    run = Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
-    todo = [cell for cell in cells(run) if cell[1] not in store]
-    logger.info("%d cells, %d already done", len(todo) + len(store), len(store))
-    for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
-        compute(run, kind, key, payload)
+    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
+    with ResultsFile(out / "results.jsonl", lock=True) as store:
+        device = torch.device(config.device)
+        x, y = data.x_test[: config.n].to(device), data.y_test[: config.n].to(device)
+        run = Run(config, store, x, y, data.num_classes)
+        for name in config.defenses:
+            run.model(name)  # a missing or bad checkpoint fails before the first cell
+        grid = list(cells(run))
+        stale = _stale(run, grid)
+        if stale and not recompute_stale:
+            raise StaleResultsError(
+                f"{store.path} holds {len(stale)} cell(s) of this run computed under other conditions "
+                f"({summary(stale.values())}): rerun with --recompute-stale to compute them again (the old records "
+                f"move to {out / STALE_FILE}), or write to another --out"
+            )
+        if stale:
+            store.retire(stale, to=out / STALE_FILE)
+            logger.warning(
+                "recomputing %d cell(s) computed under other conditions (%s); old records moved to %s",
+                len(stale),
+                summary(stale.values()),
+                out / STALE_FILE,
+            )
+        todo = [cell for cell in grid if cell[1] not in store]
+        logger.info("%d cells, %d already done", len(grid), len(grid) - len(todo))
+        done = 0
+        try:
+            for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
+                compute(run, kind, key, payload)
+                done += 1
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "
+                f"{store.path}: run the same command again to resume"
+            ) from None
     return store

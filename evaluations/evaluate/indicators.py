@@ -12,14 +12,19 @@ Three sources, each check named after it:
   :func:`fixed_randomness_attack_succeeds`.
 
 A fired indicator is not a verdict: it says where to look. ``randomized`` fires on every random defense by
-design (it tells the evaluator that single-draw attacks are not enough).
+design (it tells the evaluator that single-draw attacks are not enough). Each ``detail`` reads true whether
+or not the indicator fired. Warnings name the model they are about when the caller says which, with
+:func:`about` (``diagnose`` does), and the check they come from ("after AutoAttack's check"): AutoAttack
+itself does not run here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,10 +54,50 @@ class Indicator:
         return asdict(self)
 
 
+# How a warning names where a check comes from: the checks are re-implemented here, the tools do not run.
+AFTER: dict[str, str] = {
+    "AutoAttack": "after AutoAttack's check",
+    "Pintor et al. 2022": "after Pintor et al. 2022's indicators of attack failure",
+    "Carlini et al. 2019": "after Carlini et al. 2019's checklist",
+}
+_SUBJECT: ContextVar[str] = ContextVar("subject", default="")
+
+
+@contextlib.contextmanager
+def about(subject: str) -> Iterator[None]:
+    """Name ``subject`` (a defense) in the warnings of the indicators computed inside the block.
+
+    >>> with about("sap-mlp"), warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = unconstrained_attack_failure(0.4)
+    >>> message = str(caught[0].message)
+    >>> message.split(" (")[0]
+    'sap-mlp: accuracy 0.400 under an unbounded attack, more than 0.05'
+    >>> message.split(" (")[1]
+    "unconstrained_attack_failure, after Pintor et al. 2022's indicators of attack failure)"
+    """
+    token = _SUBJECT.set(subject)
+    try:
+        yield
+    finally:
+        _SUBJECT.reset(token)
+
+
+def warning_text(indicator: Indicator, subject: str = "") -> str:
+    """The one-line warning of a fired indicator: the model, what was seen, which check and whose."""
+    where = AFTER.get(indicator.source, f"after {indicator.source}")
+    return f"{subject + ': ' if subject else ''}{indicator.detail} ({indicator.name}, {where})"
+
+
+def _count(k: int, n: int) -> str:
+    """``"none of 5"``, ``"all 5"`` or ``"2 of 5"`` (``"1 of 1"``, not "all 1")."""
+    return f"none of {n}" if k == 0 else (f"all {n}" if k == n > 1 else f"{k} of {n}")
+
+
 def _report(name: str, source: str, fired: bool, value: float, threshold: float, detail: str) -> Indicator:
     indicator = Indicator(name, source, bool(fired), float(value), float(threshold), detail)
     if indicator.fired:
-        warnings.warn(f"[{source}] {name}: {detail}", ObfuscationWarning, stacklevel=3)
+        warnings.warn(warning_text(indicator, _SUBJECT.get()), ObfuscationWarning, stacklevel=3)
     return indicator
 
 
@@ -71,15 +116,17 @@ def check_randomized(
     normed = [o / (o.flatten(1).norm(dim=1).view(-1, *([1] * (o.dim() - 1))) + 1e-10) for o in outputs]
     diff = max(float((a - b).flatten(1).norm(dim=1).max()) for i, a in enumerate(normed) for b in normed[i + 1 :])
     fired = len(set(correct)) > 1 or diff > alpha
-    return _report(
-        "randomized",
-        "AutoAttack",
-        fired,
-        diff,
-        alpha,
-        f"outputs differ across {passes} passes (max normalised-logit distance {diff:.3g}); "
-        "single-draw attacks underestimate it: attack with EoT",
-    )
+    if fired:
+        detail = (
+            f"outputs differ across {passes} passes (max normalised-logit distance {diff:.3g} > {alpha:g}, "
+            f"correct counts {sorted(set(correct))}); single-draw attacks underestimate it: attack with EoT"
+        )
+    else:
+        detail = (
+            f"outputs agree across {passes} passes (max normalised-logit distance {diff:.3g} <= {alpha:g}, "
+            f"{correct[0]} correct each time): deterministic as far as this check sees"
+        )
+    return _report("randomized", "AutoAttack", fired, diff, alpha, detail)
 
 
 def check_zero_gradients(grad: torch.Tensor) -> Indicator:
@@ -92,7 +139,7 @@ def check_zero_gradients(grad: torch.Tensor) -> Indicator:
         frac > 0,
         frac,
         0.0,
-        f"{int(zero.sum())} of {len(zero)} points have an all-zero gradient",
+        f"{_count(int(zero.sum()), len(zero))} points have an all-zero gradient",
     )
 
 
@@ -112,7 +159,7 @@ def silent_success(success_along_path: torch.Tensor, success_final: torch.Tensor
         frac > 0,
         frac,
         0.0,
-        f"{int(silent.sum())} points were adversarial along the path but not at the end",
+        f"{_count(int(silent.sum()), len(silent))} points were adversarial along the path but not at the end",
     )
 
 
@@ -137,7 +184,7 @@ def incomplete_optimization(loss_trace: torch.Tensor, *, window: int = 10, tol: 
         frac > 0,
         frac,
         0.0,
-        f"{int(moving.sum())} points' attack loss still moved > {tol} in the last {window} steps",
+        f"{_count(int(moving.sum()), len(moving))} points' attack loss still moved > {tol} in the last {window} steps",
     )
 
 
@@ -151,7 +198,7 @@ def transfer_failure(success_on_surrogate: torch.Tensor, success_on_target: torc
         frac > 0,
         frac,
         0.0,
-        f"{int(failed.sum())} adversarial examples fooled the surrogate but not the defense",
+        f"{_count(int(failed.sum()), len(failed))} adversarial examples fooled the surrogate but not the defense",
     )
 
 
@@ -164,7 +211,8 @@ def unconstrained_attack_failure(accuracy_unbounded: float, *, tol: float = 0.05
         accuracy_unbounded > tol,
         accuracy_unbounded,
         tol,
-        f"accuracy {accuracy_unbounded:.3f} under an unbounded attack",
+        f"accuracy {accuracy_unbounded:.3f} under an unbounded attack, "
+        + (f"more than {tol:g}" if accuracy_unbounded > tol else f"at most {tol:g} as it should be"),
     )
 
 
@@ -180,7 +228,7 @@ def unavailable_gradients(grad: torch.Tensor | None) -> Indicator:
         frac > 0,
         frac,
         0.0,
-        f"{int(bad.sum())} points have a zero or non-finite gradient",
+        f"{_count(int(bad.sum()), len(bad))} points have a zero or non-finite gradient",
     )
 
 
@@ -210,13 +258,15 @@ def unstable_predictions(
         ]
     )
     value = min(float(changes.mean()), 1.0)
+    fired = value > threshold
     return _report(
         "unstable_predictions",
         "Pintor et al. 2022",
-        value > threshold,
+        fired,
         value,
         threshold,
-        f"the attack loss changes by {value:.1%} on average under noise of radius {radius}",
+        f"the attack loss changes by {value:.1%} on average under noise of radius {radius:g} "
+        f"({'more' if fired else 'no more'} than {threshold:.0%})",
     )
 
 
@@ -231,13 +281,18 @@ def per_example_loss(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tenso
 def iterative_beats_single_step(acc_single: float, acc_iterative: float, *, slack: float = 0.0) -> Indicator:
     """An iterative attack should leave no more accuracy than a single step (FGSM) at the same eps."""
     gap = acc_iterative - acc_single
+    verdict = (
+        f"PGD is weaker than FGSM by {gap:.3f} (more than the slack {slack:.3f})"
+        if gap > slack
+        else ("PGD is at least as strong as FGSM" if gap <= 0 else f"PGD is within the slack {slack:.3f} of FGSM")
+    )
     return _report(
         "iterative_beats_single_step",
         "Carlini et al. 2019",
         gap > slack,
         gap,
         slack,
-        f"PGD leaves {acc_iterative:.3f}, FGSM {acc_single:.3f}",
+        f"PGD leaves {acc_iterative:.3f}, FGSM {acc_single:.3f}: {verdict}",
     )
 
 
@@ -246,13 +301,15 @@ def accuracy_monotone_in_eps(accuracy_by_eps: Mapping[float, float], *, slack: f
     items = sorted(accuracy_by_eps.items())
     rises = [b[1] - a[1] for a, b in itertools.pairwise(items)]
     worst = max(rises, default=0.0)
+    curve = ", ".join(f"{e:g}: {a:.3f}" for e, a in items)
+    if worst > slack:
+        verdict = f"accuracy rises by up to {worst:.3f} as eps grows (more than the slack {slack:.3f})"
+    elif worst > 0:
+        verdict = f"accuracy rises by at most {worst:.3f} as eps grows, within the slack {slack:.3f}"
+    else:
+        verdict = "accuracy never rises as eps grows"
     return _report(
-        "accuracy_monotone_in_eps",
-        "Carlini et al. 2019",
-        worst > slack,
-        worst,
-        slack,
-        f"accuracy rises by up to {worst:.3f} as eps grows: { {e: round(a, 3) for e, a in items} }",
+        "accuracy_monotone_in_eps", "Carlini et al. 2019", worst > slack, worst, slack, f"{verdict} ({curve})"
     )
 
 
@@ -261,26 +318,35 @@ def whitebox_beats_transfer_and_noise(
 ) -> Indicator:
     """A white-box attack should beat both a transfer attack and random noise of the same size."""
     gap = acc_whitebox - min(acc_transfer, acc_noise)
+    if gap > slack:
+        verdict = f"the white-box attack is weaker by {gap:.3f} (more than the slack {slack:.3f})"
+    elif gap > 0:
+        verdict = f"the white-box attack is within the slack {slack:.3f} of the strongest"
+    else:
+        verdict = "the white-box attack is the strongest"
     return _report(
         "whitebox_beats_transfer_and_noise",
         "Carlini et al. 2019",
         gap > slack,
         gap,
         slack,
-        f"white-box {acc_whitebox:.3f}, transfer {acc_transfer:.3f}, random noise {acc_noise:.3f}",
+        f"white-box {acc_whitebox:.3f}, transfer {acc_transfer:.3f}, random noise {acc_noise:.3f}: {verdict}",
     )
 
 
 def more_steps_change_little(acc_steps: float, acc_double: float, *, tol: float = 0.05) -> Indicator:
     """Doubling the attack's steps should lower accuracy by at most ``tol``; more means it had not converged."""
     drop = acc_steps - acc_double
+    if drop > tol:
+        verdict = f"lowers accuracy from {acc_steps:.3f} to {acc_double:.3f}, by more than {tol:.3f}: not converged"
+    elif drop > 0:
+        verdict = f"lowers accuracy from {acc_steps:.3f} to {acc_double:.3f}, within {tol:.3f}"
+    elif drop == 0:
+        verdict = f"leaves accuracy at {acc_steps:.3f}"
+    else:  # a random defense's accuracy moves with the draws; a rise is noise, not a failure
+        verdict = f"changes accuracy from {acc_steps:.3f} to {acc_double:.3f} (no drop)"
     return _report(
-        "more_steps_change_little",
-        "Carlini et al. 2019",
-        drop > tol,
-        drop,
-        tol,
-        f"doubling the steps lowers accuracy from {acc_steps:.3f} to {acc_double:.3f}",
+        "more_steps_change_little", "Carlini et al. 2019", drop > tol, drop, tol, f"doubling the steps {verdict}"
     )
 
 
@@ -293,7 +359,8 @@ def fixed_randomness_attack_succeeds(acc_fixed: float, acc_undefended: float, *,
         gap > slack,
         gap,
         slack,
-        f"with randomness fixed the attack leaves {acc_fixed:.3f} (undefended model: {acc_undefended:.3f})",
+        f"with randomness fixed the attack leaves {acc_fixed:.3f} (undefended model: {acc_undefended:.3f}), "
+        + (f"more than {slack:.3f} above it" if gap > slack else f"within {slack:.3f} of it"),
     )
 
 

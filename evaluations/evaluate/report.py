@@ -6,10 +6,21 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ..figures import signed_text
 from ..libraries import ESTIMATORS, AttackSpec
+from ..tables import markdown_table
 from .results import ResultsFile
 from .run import EvalConfig, attack_key, clean_key, indicator_key, transfer_key
 from .transfer import rho
+
+# The question each plot of plots.py answers, printed above it in the report.
+PLOT_QUESTIONS = {
+    "accuracy_vs_eps.png": "How fast does each defense fall as eps grows, under the naive and the EoT attack?",
+    "accuracy_vs_samples.png": "Does averaging more draws per gradient make the attack stronger?",
+    "indicators.png": "Which gradient-obfuscation indicators fired on which defense?",
+    "calibration.png": "Is each defense's confidence honest, clean and under attack?",
+    "transfer_matrix.png": "Do adversarial examples made on one defense fool another?",
+}
 
 
 def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
@@ -28,8 +39,7 @@ def _attack(
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    return markdown_table(header, list(rows))
 
 
 def robust_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[str]]:
@@ -81,7 +91,9 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
     out += indicator_section(store, c)
     out += transfer_section(store, c)
     if plots:
-        out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+        out += ["## Plots", ""]
+        for p in plots:
+            out += [f"**{PLOT_QUESTIONS.get(p, p)}**", "", f"![{p}]({p})", ""]
     return "\n".join(out) + "\n"
 
 
@@ -146,7 +158,7 @@ def transfer_section(store: ResultsFile, c: EvalConfig) -> list[str]:
         "",
     ]
     rows = [
-        [a, *[("—" if math.isnan(v := matrix.get((a, b), math.nan)) else f"{v:.2f}") for b in c.defenses]]
+        [a, *[("—" if math.isnan(v := matrix.get((a, b), math.nan)) else signed_text(v)) for b in c.defenses]]
         for a in c.defenses
     ]
     return out + _table(["A \\ B", *c.defenses], rows) + [""]

@@ -7,6 +7,7 @@ matrix (:mod:`.transfer`), the report and the plots all depend on this module; i
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from torch import nn
 from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
-from stochdef.defenses.mwd import mwd_layers, set_gradient
-from stochdef.defenses.validation import check_choice, check_int, check_range
+from stochdef.defenses.mwd import MWDLayer, mwd_layers, set_gradient
+from stochdef.defenses.zoo.store import SHIPPED_DIR, find_checkpoint
 
 from ..libraries import EVAL_ATTACKS, LIBRARIES, AttackSpec
 from ..stats import wilson_interval
+from .checks import check_config
+from .provenance import environment
 from .results import ResultsFile, cell_key
 
 logger = logging.getLogger(__name__)
@@ -53,20 +56,7 @@ class EvalConfig:
     transfer: bool = True
 
     def __post_init__(self) -> None:
-        check_choice("dataset", self.dataset, datasets.DATASETS)
-        for a in self.attacks:
-            check_choice("attack", a, EVAL_ATTACKS)
-        for lib in self.libraries:
-            check_choice("library", lib, LIBRARIES)
-        for e in self.eps:
-            check_range("eps", e, low=0.0)
-        for s in self.samples:
-            check_int("samples", s)
-        check_int("n", self.n)
-        check_int("steps", self.steps)
-        check_int("judge_samples", self.judge_samples)
-        if not self.defenses:
-            raise ValueError("defenses must name at least one defense")
+        check_config(self)  # every field, before anything runs (evaluate/checks.py)
 
     @property
     def eps_mid(self) -> float:
@@ -99,9 +89,25 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def output_kind(model: nn.Module) -> str:
+    """``"scores"`` for a network whose outputs are per-class scores in [0, 1] (an MWD net, or sigmoid outputs:
+    Agrawal et al. train both on the square error), else ``"logits"``; decided by the network's last layer.
+
+    >>> output_kind(nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())), output_kind(nn.Linear(4, 3))
+    ('scores', 'logits')
+    """
+    last = [m for m in model.modules() if not list(m.children())][-1:]
+    return "scores" if last and isinstance(last[0], (MWDLayer, nn.Sigmoid)) else "logits"
+
+
 @dataclass
 class Judge:
-    """The defense's own inference rule: one draw, and the softmax average of ``samples`` draws."""
+    """The defense's own inference rule: one draw, and the softmax average of ``samples`` draws.
+
+    Calibration uses the model's own confidence: the softmax of logits, or for a network with scores in
+    [0, 1] (:func:`output_kind`) the largest mean score itself (a softmax of such scores would put the top
+    confidence near 0.2 on ten classes whatever the network says).
+    """
 
     model: nn.Module
     samples: int
@@ -111,10 +117,12 @@ class Judge:
         single = (self.model(x).argmax(1) == y).cpu()
         probs = EoT(self.model, samples=self.samples, reduce="probs")(x).exp().cpu()
         ensemble = probs.argmax(1) == y.cpu()
+        kind = output_kind(self.model)
+        confidence = probs if kind == "logits" else EoT(self.model, samples=self.samples)(x).cpu()
         return {
             **_accuracy("single", single),
             **_accuracy("ensemble", ensemble),
-            "calibration": calibration_bins(probs, y.cpu()),
+            "calibration": {**calibration_bins(confidence, y.cpu()), "output": kind},
         }
 
 
@@ -124,8 +132,11 @@ def _accuracy(name: str, correct: torch.Tensor) -> dict[str, Any]:
 
 
 def calibration_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = CALIBRATION_BINS) -> dict[str, list[float]]:
-    """Reliability-diagram counts: per confidence bin, the number of points, correct ones and summed confidence."""
-    confidence, pred = probs.max(1)
+    """Reliability-diagram counts: per confidence bin, the number of points, correct ones and summed confidence.
+
+    ``probs`` are per-class confidences in [0, 1] (a softmax, or a network's own scores).
+    """
+    confidence, pred = probs.clamp(0.0, 1.0).max(1)
     index = (confidence * bins).long().clamp(max=bins - 1)
     count = torch.bincount(index, minlength=bins).tolist()
     correct = torch.bincount(index, weights=(pred == y).double(), minlength=bins).tolist()
@@ -144,6 +155,8 @@ class Run:
     num_classes: int
     versions: dict[str, str] = field(default_factory=library_versions)
     models: dict[str, nn.Module] = field(default_factory=dict)
+    # sha256 of each loaded model's weights (by zoo name), recorded in every cell's provenance
+    weights: dict[str, str] = field(default_factory=dict)
     # adversarial examples made on a source defense, reused by every transfer cell of that source
     transfer_sources: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -157,6 +170,7 @@ class Run:
             if name.endswith(PSEUDO):  # same outputs; attacks back-propagate the MWD pseudogradient
                 set_gradient(model, "pseudo")
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
+            self.weights[base_name(name)] = str(meta.get("weights_sha256", ""))
             self.models[name] = model.eval()
         return self.models[name]
 
@@ -168,8 +182,24 @@ class Run:
         """``samples``, or 1 for a deterministic defense (every draw would be the same)."""
         return samples if self.is_random(defense) else 1
 
-    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float) -> None:
-        self.store.add({"key": key, "kind": kind, **fields, "seconds": round(seconds, 3), "versions": self.versions})
+    def provenance(self, defenses: tuple[str, ...]) -> dict[str, Any]:
+        """What a cell on ``defenses`` depends on beyond its key (see :mod:`.provenance`); loads the models."""
+        for name in defenses:
+            self.model(name)
+        weights = {base_name(d): self.weights[base_name(d)] for d in defenses}
+        return {"weights": weights, **environment(self.config.device)}
+
+    def record(self, key: str, kind: str, fields: dict[str, Any], seconds: float, defenses: tuple[str, ...]) -> None:
+        self.store.add(
+            {
+                "key": key,
+                "kind": kind,
+                **fields,
+                "seconds": round(seconds, 3),
+                "versions": self.versions,
+                "provenance": self.provenance(defenses),
+            }
+        )
 
 
 PSEUDO = "[psd]"
@@ -188,6 +218,35 @@ def check_defense_name(defense: str, data: datasets.Dataset) -> None:
             f"defense {defense!r}: {PSEUDO} (attack through the MWD pseudogradient) needs an MWD network, "
             f"e.g. mwd-256{PSEUDO}"
         )
+
+
+def training_notice(defense: str, dataset: str) -> str | None:
+    """None when ``defense`` has a checkpoint for ``dataset`` (shipped or cached), else a sentence saying it will
+    be trained first and how long that took when the zoo recorded it (the shipped checkpoints' JSON sidecars).
+
+    >>> training_notice("vanilla-mlp", "mnist5k") is None
+    True
+    """
+    name = base_name(defense)
+    if find_checkpoint(name, dataset) is not None:
+        return None
+    sidecars = [json.loads(p.read_text()) for p in sorted(SHIPPED_DIR.glob("*.json"))]
+    own = [m for m in sidecars if m.get("name") == name and not m.get("quick")]
+    if own:
+        recorded = ", ".join(f"{m['train_seconds']:.0f} s on {m['dataset']}" for m in own)
+        how_long = f"the shipped {name} took {recorded}"
+    else:
+        family = [m for m in sidecars if m.get("family") == zoo.get(name).family and not m.get("quick")]
+        seconds = sorted(float(m["train_seconds"]) for m in family)
+        how_long = "no time recorded for it" + (
+            f"; the shipped {zoo.get(name).family} entries took {seconds[0]:.0f}-{seconds[-1]:.0f} s each"
+            if seconds
+            else ""
+        )
+    return (
+        f"{name} has no checkpoint for {dataset}: it will be trained first ({how_long}, on the machine that "
+        "trained the shipped checkpoints)"
+    )
 
 
 def clean_key(config: EvalConfig, defense: str) -> str:

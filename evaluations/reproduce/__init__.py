@@ -22,6 +22,8 @@ from typing import Any
 
 from stochdef.defenses.files import atomic_write_text
 
+from ..tables import markdown_table
+
 TARGETS: dict[str, str] = {
     "sdr": "Khan et al., Non-Determinism in Neural Networks for Adversarial Robustness (Table 1)",
     "sap": "Dhillon et al., Stochastic Activation Pruning (Fig. 1b/3 and the MC-sample sweep)",
@@ -47,13 +49,8 @@ class Table:
         return self.fmt.format(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
     def markdown(self) -> str:
-        lines = [
-            f"#### {self.title}",
-            "",
-            "| " + " | ".join(self.columns) + " |",
-            "|" + "|".join(" --- " for _ in self.columns) + "|",
-        ]
-        lines += ["| " + " | ".join(self.cell(v) for v in row) + " |" for row in self.rows]
+        lines = [f"#### {self.title}", ""]
+        lines += markdown_table(self.columns, [[self.cell(v) for v in row] for row in self.rows])
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"

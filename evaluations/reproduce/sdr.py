@@ -70,6 +70,8 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
         k: {"naive": [], "eot": [], "failed_naive": [], "failed_eot": [], "size_naive": [], "size_eot": []}
         for k in PAPER
     }
+    # per model and protocol, the size of each successful minimal perturbation (FGSM: eps, DeepFool: L2)
+    sizes: dict[str, dict[str, list[float]]] = {"FGSM": {}, "DeepFool": {}}
     for name in tqdm(MODELS, desc="sdr: attacks per model", disable=quick):
         model, _ = zoo.load(name, dataset="mnist5k", device=device)
         torch.manual_seed(seed)
@@ -82,12 +84,14 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
             assert res.eps is not None
             found = torch.isfinite(res.eps)  # a step on the grid (or none: x itself) was misclassified
             _count(measured["FGSM"], label, model, res, y, found, _median(res.eps, res.success))
+            sizes["FGSM"][f"{name}, {label}"] = _successful(res.eps, res.success)
             torch.manual_seed(seed)
             res = deepfool(model, x, y, samples=s, steps=DEEPFOOL_STEPS)
             assert res.steps is not None
             found = res.success | (res.steps < DEEPFOOL_STEPS)  # a row stops moving once a test finds it adversarial
-            size = _median((res.x_adv - x).flatten(1).norm(dim=1), res.success)
-            _count(measured["DeepFool"], label, model, res, y, found, size)
+            l2 = (res.x_adv - x).flatten(1).norm(dim=1)
+            _count(measured["DeepFool"], label, model, res, y, found, _median(l2, res.success))
+            sizes["DeepFool"][f"{name}, {label}"] = _successful(l2, res.success)
             torch.manual_seed(seed)
             target = model if s == 1 else EoT(model, samples=s)
             res = local_search(target, x[:n_search], y[:n_search], rounds=rounds)
@@ -95,6 +99,7 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
             found = res.success  # a query found the point misclassified
             _count(measured["LocalSearch"], label, model, res, y[:n_search], found, _median(queries, res.success))
     tables = [_table(k, v) for k, v in measured.items()]
+    plots = [] if out is None else [_norm_plot(out / "perturbation_norms.png", sizes, samples)]
     return Reproduction(
         target="sdr",
         paper="Khan et al., Non-Determinism in Neural Networks for Adversarial Robustness — Table 1",
@@ -107,8 +112,10 @@ def run(*, quick: bool = False, device: str = "cpu", seed: int = 0, out: Path | 
         ),
         reading=_reading(measured),
         tables=tables,
+        plots=plots,
         data={
             "measured": measured,
+            "sizes": sizes,
             "paper": PAPER,
             "n": n,
             "n_localsearch": n_search,
@@ -134,6 +141,31 @@ def _count(
     m[f"failed_{label}"].append(100.0 * (1.0 - float(found.float().mean())))
     m[label].append(_single_draw_accuracy(model, res.x_adv, y))
     m[f"size_{label}"].append(size)
+
+
+def _successful(values: torch.Tensor | None, success: torch.Tensor) -> list[float]:
+    """The sizes of the successful perturbations (rounded for the JSON record)."""
+    if values is None:
+        return []
+    return [round(float(v), 5) for v in values[success.to(values.device)].cpu()]
+
+
+def _norm_plot(path: Path, sizes: dict[str, dict[str, list[float]]], samples: int) -> str:
+    from ..figures import norm_distributions
+
+    names = {"naive": "1-draw attack", "eot": f"EoT ({samples} draws)"}
+    panels = {
+        title: {key.replace(", naive", f", {names['naive']}").replace(", eot", f", {names['eot']}"): v
+                for key, v in sizes[attack].items()}
+        for attack, title in (("FGSM", "minimal FGSM: eps per example"), ("DeepFool", "DeepFool: L2 per example"))
+    }  # fmt: skip
+    return norm_distributions(
+        path,
+        panels,
+        xlabel="size of each successful perturbation",
+        title="Minimal perturbations per example, SDR Table 1 models (0 = misclassified before the attack)",
+        colors={"EoT": "tab:blue", "protocol": "tab:orange"},
+    )
 
 
 def _median(values: torch.Tensor | None, success: torch.Tensor) -> float:

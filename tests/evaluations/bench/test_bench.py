@@ -27,3 +27,10 @@ def test_benchmark_record_is_consistent(name: str, tmp_path: Path) -> None:
 def test_unknown_benchmark_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="eot"):
         bench.run("nope")
+
+
+def test_measure_times_each_repetition_once_after_the_timers_warm_up() -> None:
+    calls = []
+    stats = bench.measure(lambda: calls.append(1), repeat=4)
+    assert stats["repeat"] == 4 and stats["min"] <= stats["q1"] <= stats["median"] <= stats["q3"] <= stats["max"]
+    assert len(calls) == 3 * 4  # torch's Timer.timeit(1): two untimed warm-up calls, then the timed one

@@ -149,3 +149,41 @@ def test_the_top_level_imports_no_attack_library(argv: list[str], expected: str)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "[]", done.stderr
     assert expected in done.stdout + done.stderr
+
+
+def test_eps_list_names_the_bad_item(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, err = _run(capsys, "evaluate", "--out", str(tmp_path), "--eps", "0.1,abc")
+    assert code == 2
+    assert "argument --eps: 'abc' is not a number (in '0.1,abc')" in err
+    code, err = _run(capsys, "evaluate", "--out", str(tmp_path), "--samples", "1,2.5")
+    assert code == 2 and "'2.5' is not an integer" in err
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_help_shows_every_default(command: str) -> None:
+    import argparse
+
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    text = " ".join(sub.format_help().split())  # argparse wraps lines: compare with single spaces
+    for action in sub._actions:
+        if action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            continue  # flags, and options whose absence means "all" / "none" (their help says so)
+        default = action.default
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        assert action.help, f"{command} {action.option_strings}: no help"
+        assert "default" in action.help or f"(default: {shown})" in text.replace("- ", "-"), (
+            command,
+            action.option_strings,
+        )
+
+
+def test_readme_lists_every_evaluate_option() -> None:
+    import argparse
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    parser = cli.build_parser("evaluate")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["evaluate"]
+    options = [o for a in sub._actions for o in a.option_strings if o.startswith("--") and o not in ("--help",)]
+    missing = [o for o in options if f"`{o}" not in readme and o not in ("--verbose", "--version")]
+    assert not missing, missing

@@ -4,13 +4,11 @@ diagnoses against independent references; a disagreement makes the command fail.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from scipy import stats
 from torch import nn
 
 from stochdef.evaluations import cli, crosscheck
@@ -19,13 +17,6 @@ from stochdef.evaluations.crosscheck import references
 from stochdef.evaluations.crosscheck.checks import stall_share
 from stochdef.evaluations.crosscheck.models import MODELS, ModelCase, Trained
 from stochdef.evaluations.libraries import AttackSpec
-from stochdef.evaluations.stats import (
-    clopper_pearson_interval,
-    intervals_overlap,
-    median_interval,
-    two_proportion_tolerance,
-    wilson_interval,
-)
 
 
 @pytest.fixture(scope="module")
@@ -139,34 +130,4 @@ def test_stall_share_on_a_hand_computed_case() -> None:
     torch.testing.assert_close(margin, -x.sum(1))
 
 
-# ---- statistics against independent references -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(("k", "n"), [(0, 20), (3, 20), (17, 40), (100, 100), (55, 300)])
-def test_binomial_intervals_match_scipy(k: int, n: int) -> None:
-    result = stats.binomtest(k, n)
-    for ours, method in ((wilson_interval, "wilson"), (clopper_pearson_interval, "exact")):
-        ref = result.proportion_ci(confidence_level=0.99, method=method)
-        assert ours(k, n, confidence=0.99) == pytest.approx((ref.low, ref.high), abs=1e-9)
-
-
-def test_median_interval_covers_the_median() -> None:
-    # 4000 samples of size 41 from an exponential with median log 2; coverage >= 95% nominal. With 4000 trials
-    # the observed coverage of a 95% interval has sd sqrt(.95 * .05 / 4000) = 0.0034: allow 5 sd below.
-    gen = torch.Generator().manual_seed(0)
-    draws = torch.empty(4000, 41).exponential_(generator=gen)
-    covered = sum(lo <= math.log(2) <= hi for lo, hi in (median_interval(row.tolist()) for row in draws))
-    assert covered / 4000 >= 0.95 - 5 * 0.0034
-    assert median_interval([1.0, 2.0]) == (-math.inf, math.inf)
-
-
-def test_two_proportion_tolerance_and_overlap() -> None:
-    pooled = (30 + 36 + 2) / (100 + 120 + 4)
-    expected = 3.0 * math.sqrt(pooled * (1 - pooled) * (1 / 100 + 1 / 120))
-    assert two_proportion_tolerance(30, 100, 36, 120, z=3.0) == pytest.approx(expected)
-    assert two_proportion_tolerance(0, 10, 0, 10) > 0
-    assert intervals_overlap((0.0, 0.1), (0.1, 0.2)) and not intervals_overlap((0.0, 0.1), (0.11, 0.2))
-    with pytest.raises(ValueError, match="successes"):
-        wilson_interval(11, 10)
-    with pytest.raises(ValueError, match="confidence"):
-        clopper_pearson_interval(1, 10, confidence=1.0)
+# (the statistics of evaluations/stats.py are tested in tests/evaluations/test_stats.py)

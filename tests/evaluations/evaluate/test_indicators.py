@@ -90,3 +90,44 @@ def test_carlini_checks() -> None:
     with pytest.warns(ind.ObfuscationWarning):
         assert ind.fixed_randomness_attack_succeeds(0.7, 0.0).fired
     _quiet(ind.fixed_randomness_attack_succeeds(0.02, 0.0))
+
+
+# ---- wording: a quiet indicator says so; a warning names the defense and the check it comes from ------------
+
+
+def test_quiet_indicators_do_not_read_as_fired(plain_digits_mlp: nn.Module, digits) -> None:
+    x, y = digits.x_test[:64], digits.y_test[:64]
+    randomized = ind.check_randomized(plain_digits_mlp, x, y)
+    assert not randomized.fired and "agree" in randomized.detail and "differ" not in randomized.detail
+    falling = ind.accuracy_monotone_in_eps({0.1: 0.6, 0.2: 0.3, 0.3: 0.0})
+    assert falling.value == pytest.approx(-0.3) and "never rises" in falling.detail and "-0.3" not in falling.detail
+    small_rise = ind.accuracy_monotone_in_eps({0.1: 0.30, 0.2: 0.32}, slack=0.1)
+    assert not small_rise.fired and "within the slack" in small_rise.detail
+    rise = ind.more_steps_change_little(0.55, 0.60, tol=0.05)
+    assert not rise.fired and "lowers" not in rise.detail and "no drop" in rise.detail
+    zero = ind.check_zero_gradients(torch.ones(5, 3))
+    assert zero.detail.startswith("none of 5 points")
+    pgd_stronger = ind.iterative_beats_single_step(acc_single=0.5, acc_iterative=0.2)
+    assert "at least as strong" in pgd_stronger.detail
+
+
+def test_fired_details_say_what_was_seen() -> None:
+    with pytest.warns(ind.ObfuscationWarning):
+        fired = ind.more_steps_change_little(0.6, 0.2, tol=0.05)
+    assert "lowers accuracy from 0.600 to 0.200" in fired.detail and "not converged" in fired.detail
+    with pytest.warns(ind.ObfuscationWarning):
+        rises = ind.accuracy_monotone_in_eps({0.1: 0.3, 0.2: 0.6})
+    assert "rises by up to 0.300" in rises.detail
+
+
+def test_warnings_name_the_defense_and_the_check(noisy_digits_mlp: nn.Module, digits) -> None:
+    x, y = digits.x_test[:64], digits.y_test[:64]
+    with ind.about("noise-mlp"), pytest.warns(ind.ObfuscationWarning) as caught:
+        ind.check_randomized(noisy_digits_mlp, x, y)
+    message = str(caught[0].message)
+    assert message.startswith("noise-mlp: outputs differ across 5 passes")
+    assert message.endswith("(randomized, after AutoAttack's check)")
+    assert "[AutoAttack]" not in message
+    with pytest.warns(ind.ObfuscationWarning) as caught:  # outside ``about``: no name, same check
+        ind.unconstrained_attack_failure(0.5)
+    assert str(caught[0].message).startswith("accuracy 0.500 under an unbounded attack")

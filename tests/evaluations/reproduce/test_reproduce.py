@@ -10,6 +10,7 @@ import pytest
 
 from stochdef.evaluations import reproduce
 from stochdef.evaluations.reproduce import Reproduction
+from stochdef.evaluations.reproduce import sdr as sdr_reproduction
 
 
 @pytest.fixture(scope="module", params=sorted(reproduce.TARGETS))
@@ -66,6 +67,18 @@ def test_consistency(quick: tuple[Reproduction, Path]) -> None:
     """Invariants each reproduction must satisfy whatever the model quality."""
     result, _ = quick
     _deterministic_eot_equals_naive(result)
+    if result.target == "sdr":  # the per-example sizes behind the plot are those the medians were taken of
+        models = sdr_reproduction.MODELS
+        for attack in ("FGSM", "DeepFool"):
+            for label in ("naive", "eot"):
+                for i, name in enumerate(models):
+                    sizes = sorted(result.data["sizes"][attack][f"{name}, {label}"])
+                    median = result.data["measured"][attack][f"size_{label}"][i]
+                    if not sizes:
+                        assert math.isnan(median)
+                        continue
+                    assert sizes[(len(sizes) - 1) // 2] == pytest.approx(median, abs=1e-5)  # torch's lower median
+        assert "perturbation_norms.png" in result.plots
     if result.target == "mwd":  # a certificate is a lower bound: no attack may beat it
         fig = result.data["figure2"]
         for certified, upper in zip(fig["mwd"]["certified"], fig["mwd"]["upper"], strict=True):
