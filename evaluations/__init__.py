@@ -10,5 +10,20 @@
 * :mod:`.bench` -- ``stochdef bench``; :mod:`.cli` -- the command line;
 * :mod:`.stats` (binomial intervals, tolerances) and :mod:`.figures` (headless matplotlib) serve them all.
 
-This package imports nothing itself, so that ``stochdef --help`` stays fast (DESIGN.md, "Layout").
+:func:`evaluate_model` (from :mod:`.evaluate.api`) evaluates your own model; it is imported on first use:
+this package imports nothing itself, so that ``stochdef --help`` stays fast (DESIGN.md, "Layout").
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["evaluate_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate_model":
+        from .evaluate.api import evaluate_model
+
+        return evaluate_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=None, help="timed repetitions, median reported (default: 7; evaluate: 1)"
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed repetitions, median reported (default: 7; evaluate, distributed: 1)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke runs)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder or .json file")

@@ -9,11 +9,18 @@ The job's layers, each depending only on those above it (how each library runs e
 * :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
 * :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
 * :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;
-* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store.
+* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store;
+* :mod:`.worst_case` -- the headline: per-example worst case over every attack; :mod:`.model_card` --
+  ``model-card.json``; :mod:`.auto_samples` -- ``--samples auto``; :mod:`.accounting` -- forward passes;
+* :mod:`.user_model` -- ``--model MODULE:ATTR``, ``--checkpoint``, ``--data``; :mod:`.api` --
+  :func:`evaluate_model`, the Python entry point for your own model.
+* :mod:`.shards`, :mod:`.schedule`, :mod:`.distributed` -- the same cells split across ``torchrun`` processes:
+  one results shard per rank, the cost-balanced split, the ranks' run.
 """
 
 from __future__ import annotations
 
+from .api import EvaluationResult, evaluate_model
 from .engine import Interrupted, StaleResultsError, cells, compute, evaluate
 from .run import (
     DEFAULT_DEFENSES,
@@ -29,6 +36,7 @@ from .run import (
 __all__ = [
     "DEFAULT_DEFENSES",
     "EvalConfig",
+    "EvaluationResult",
     "Interrupted",
     "Run",
     "StaleResultsError",
@@ -38,6 +46,7 @@ __all__ = [
     "clean_key",
     "compute",
     "evaluate",
+    "evaluate_model",
     "indicator_key",
     "transfer_key",
 ]

@@ -69,7 +69,8 @@ def check_device(device: object) -> torch.device:
 
 def check_config(c: Any) -> None:
     """Check every field of an ``EvalConfig`` ``c``; raise on the first that is wrong."""
-    check_choice("dataset", c.dataset, datasets.DATASETS)
+    if not getattr(c, "source", ""):  # a user's own data (evaluate_model, --data) names no zoo data set
+        check_choice("dataset", c.dataset, datasets.DATASETS)
     for name in check_list("defenses", c.defenses):
         if not isinstance(name, str) or not name:
             raise ValueError(f"defenses must be non-empty names, got {name!r}")

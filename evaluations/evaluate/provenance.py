@@ -28,7 +28,7 @@ def environment(device: str | torch.device) -> dict[str, Any]:
     """The device, torch's CPU capability (``torch.backends.cpu.get_cpu_capability()``) and the GPU's name."""
     dev = torch.device(device)
     return {
-        "device": str(dev),
+        "device": dev.type,  # not the index: the ranks of a distributed run compute alike on cuda:0, cuda:1, ...
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
     }

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..figures import signed_text
-from ..libraries import ESTIMATORS, AttackSpec
+from ..libraries import ESTIMATORS
 from ..tables import markdown_table
 from .results import ResultsFile
 from .run import EvalConfig, attack_key, clean_key, indicator_key, transfer_key
 from .transfer import rho
+from .worst_case import section as worst_case_section
 
 # The question each plot of plots.py answers, printed above it in the report.
 PLOT_QUESTIONS = {
@@ -27,7 +28,7 @@ def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
     if record is None:
         return "—"
     if "skipped" in record:
-        return "= naive"
+        return "= naive" if "deterministic" in record["skipped"] else "n/a"
     low, high = record[f"{field}_ci"]
     return f"{record[field]:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -35,7 +36,8 @@ def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
 def _attack(
     store: ResultsFile, c: EvalConfig, defense: str, library: str, attack: str, eps: float, samples: int
 ) -> dict[str, Any] | None:
-    return store.get(attack_key(c, defense, library, AttackSpec(attack, eps, samples=samples, steps=c.steps)))
+    spec = c.attack_spec(attack, eps, samples)
+    return None if isinstance(spec, str) else store.get(attack_key(c, defense, library, spec))
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
@@ -83,7 +85,8 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         r = store.get(clean_key(c, d))
         clean_rows.append([d, "—" if r is None else ("yes" if r["random"] else "no"), _fmt(r, "acc_single"), _fmt(r)])
     out += _table(["defense", "random", "one draw", f"ensemble ({c.judge_samples})"], clean_rows)
-    out += ["", "## Robust accuracy: naive / EoT", ""]
+    out += ["", *worst_case_section(store, c)]
+    out += ["## Robust accuracy: naive / EoT", ""]
     for d in c.defenses:
         out += [f"### {d}", ""]
         out += _table(["attack", "library", *[f"eps {e}" for e in sorted(c.eps)]], robust_rows(store, c, d))

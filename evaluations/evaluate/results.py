@@ -207,5 +207,16 @@ class ResultsFile:
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self._records.values())
         atomic_write_text(self.path, text)
 
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        """Add several finished cells (a merged results shard) with one atomic rewrite."""
+        for record in records:
+            problem = check_record(record)
+            if problem:
+                raise ValueError(f"record: {problem}")
+            if record["key"] in self._records:
+                raise ValueError(f"cell {record['key']} is already recorded")
+        self._records.update((record["key"], record) for record in records)
+        self._write()
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self._records.values() if r.get("kind") == kind]

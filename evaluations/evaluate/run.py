@@ -7,6 +7,7 @@ matrix (:mod:`.transfer`), the report and the plots all depend on this module; i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -21,9 +22,11 @@ from stochdef.adapters import EoT
 from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 from stochdef.defenses.mwd import MWDLayer, mwd_layers, set_gradient
+from stochdef.defenses.validation import check_bounds, check_choice, check_int
+from stochdef.defenses.zoo.checkpoint import weights_digest
 from stochdef.defenses.zoo.store import SHIPPED_DIR, find_checkpoint
 
-from ..libraries import EVAL_ATTACKS, LIBRARIES, AttackSpec
+from ..libraries import DEFAULT_EVAL_ATTACKS, LIBRARIES, NORMS, RESTART_ATTACKS, AttackSpec
 from ..stats import wilson_interval
 from .checks import check_config
 from .provenance import environment
@@ -43,7 +46,7 @@ class EvalConfig:
 
     dataset: str = "mnist5k"
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
-    attacks: tuple[str, ...] = EVAL_ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_EVAL_ATTACKS
     libraries: tuple[str, ...] = LIBRARIES
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)
     samples: tuple[int, ...] = (1, 8)
@@ -54,9 +57,21 @@ class EvalConfig:
     device: str = "cpu"
     indicators: bool = True
     transfer: bool = True
+    # threat model and the stronger attacks (see :meth:`attack_spec`)
+    norm: str = "linf"
+    bounds: tuple[float, float] = (0.0, 1.0)
+    restarts: int = 1
+    queries: int = 1000
+    # ``--samples auto``: double the draws up to this cap (0: run ``samples`` as given)
+    samples_cap: int = 0
+    # a state dict that replaces the zoo's checkpoint of the (single) defense
+    checkpoint: str | None = None
+    # identity of a user's model and data (fingerprints), part of every key; "" for zoo runs
+    source: str = ""
 
     def __post_init__(self) -> None:
         check_config(self)  # every field, before anything runs (evaluate/checks.py)
+        self._check_threat_model()
 
     @property
     def eps_mid(self) -> float:
@@ -65,7 +80,54 @@ class EvalConfig:
         return ordered[len(ordered) // 2]
 
     def common(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "n": self.n, "seed": self.seed, "judge": self.judge_samples}
+        return {"dataset": self.dataset, "n": self.n, "seed": self.seed, "judge": self.judge_samples, **self.identity()}
+
+    def _check_threat_model(self) -> None:
+        check_choice("norm", self.norm, NORMS)
+        object.__setattr__(self, "bounds", check_bounds("bounds", tuple(self.bounds)))
+        check_int("restarts", self.restarts)
+        check_int("queries", self.queries)
+        if self.samples_cap:
+            check_int("samples_cap", self.samples_cap)
+        if self.checkpoint is not None and len(self.defenses) != 1:
+            raise ValueError(f"checkpoint {self.checkpoint!r} needs exactly one defense, got {list(self.defenses)}")
+
+    def identity(self) -> dict[str, Any]:
+        """The key fields of a run that is not a plain zoo run (empty for one, so old keys stay valid)."""
+        extra: dict[str, Any] = {}
+        if self.bounds != (0.0, 1.0):
+            extra["bounds"] = list(self.bounds)
+        if self.source:
+            extra["fingerprint"] = self.source
+        if self.checkpoint is not None:
+            extra["checkpoint"] = file_digest(self.checkpoint)
+        return extra
+
+    def attack_spec(self, attack: str, eps: float, samples: int) -> AttackSpec | str:
+        """The spec of one attack cell, or why the attack has no such cell (fgsm under L2)."""
+        if attack == "fgsm" and self.norm != "linf":
+            return "FGSM is L-inf only (the sign step)"
+        restarts = self.restarts if attack in RESTART_ATTACKS else 1
+        return AttackSpec(
+            attack, eps, samples=samples, steps=self.steps, norm=self.norm, bounds=self.bounds, restarts=restarts,
+            queries=self.queries,
+        )  # fmt: skip
+
+
+def file_digest(path: str) -> str:
+    """The first 16 hex digits of the SHA-256 of a file (cached per path, size and modification time)."""
+    import os
+
+    stat = os.stat(path)
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime: int) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 def library_versions() -> dict[str, str]:
@@ -123,7 +185,17 @@ class Judge:
             **_accuracy("single", single),
             **_accuracy("ensemble", ensemble),
             "calibration": {**calibration_bins(confidence, y.cpu()), "output": kind},
+            "correct": bits(ensemble),  # per example, for the worst case over attacks (worst_case.py)
         }
+
+
+def bits(correct: torch.Tensor) -> str:
+    """A bool vector as a string of 0s and 1s (one character per example, compact in JSON).
+
+    >>> bits(torch.tensor([True, False, True]))
+    '101'
+    """
+    return "".join("1" if v else "0" for v in correct.tolist())
 
 
 def _accuracy(name: str, correct: torch.Tensor) -> dict[str, Any]:
@@ -167,6 +239,11 @@ class Run:
             device = torch.device(self.config.device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 model, meta = zoo.load(base_name(name), dataset=self.config.dataset, device=self.config.device)
+                if self.config.checkpoint is not None:  # an explicit checkpoint always wins
+                    from .user_model import load_checkpoint
+
+                    load_checkpoint(model, self.config.checkpoint)
+                    meta = {"path": self.config.checkpoint, "weights_sha256": weights_digest(model.state_dict())}
             if name.endswith(PSEUDO):  # same outputs; attacks back-propagate the MWD pseudogradient
                 set_gradient(model, "pseudo")
             logger.info("loaded %s (%s)", name, meta.get("path", "trained now"))
@@ -186,6 +263,8 @@ class Run:
         """What a cell on ``defenses`` depends on beyond its key (see :mod:`.provenance`); loads the models."""
         for name in defenses:
             self.model(name)
+        for d in defenses:  # a caller's own model (evaluate_model, --model) came in loaded: digest it once
+            self.weights.setdefault(base_name(d), weights_digest(self.models[d].state_dict()))
         weights = {base_name(d): self.weights[base_name(d)] for d in defenses}
         return {"weights": weights, **environment(self.config.device)}
 
@@ -262,8 +341,21 @@ def attack_key(config: EvalConfig, defense: str, library: str, spec: AttackSpec)
         eps=spec.eps,
         samples=spec.samples,
         steps=spec.steps,
+        **spec_extras(spec),
         **config.common(),
     )
+
+
+def spec_extras(spec: AttackSpec) -> dict[str, Any]:
+    """The spec's settings that enter a cell key when not their defaults (so the L-inf keys stay as they were)."""
+    extra: dict[str, Any] = {}
+    if spec.norm != "linf":
+        extra["norm"] = spec.norm
+    if spec.restarts != 1:
+        extra["restarts"] = spec.restarts
+    if spec.attack == "square":
+        extra["queries"] = spec.queries
+    return extra
 
 
 def indicator_key(config: EvalConfig, defense: str) -> str:

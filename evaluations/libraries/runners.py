@@ -37,7 +37,8 @@ def in_fgsm_minimal(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> At
 
 def in_pgd(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
     kw: dict[str, Any] = {"bounds": s.bounds, "samples": s.samples, "targeted": s.targeted}
-    return pgd(model, x, y, eps=s.radius, step=s.step_size, steps=s.steps, norm=s.norm, random_start=False, **kw)
+    kw.update(random_start=s.random_start, restarts=s.restarts)  # pgd-rs: a random start and restarts
+    return pgd(model, x, y, eps=s.radius, step=s.step_size, steps=s.steps, norm=s.norm, **kw)
 
 
 def in_deepfool(s: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:

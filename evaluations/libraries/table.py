@@ -8,7 +8,8 @@ with ``native=True`` as the library's own wrapper of the bare model. :func:`run`
 :func:`unsupported` says why a library cannot run a spec.
 
 The conventions are the same in every library: true labels (the targets when ``targeted``) as class
-indices, no random start, inputs in ``bounds``, ART attacks over the whole batch (``batch_size=len(x)``).
+indices, no random start (but in pgd-rs, APGD and Square, which start at random), inputs in ``bounds``, ART
+attacks over the whole batch (``batch_size=len(x)``). :func:`estimator` names what each attack differentiates.
 The attacks and their settings are :mod:`.spec`'s; the calls each table entry makes are :mod:`.runners`'.
 Importing this module imports none of the attack libraries.
 """
@@ -26,12 +27,13 @@ from torch import nn
 from stochdef.defenses.validation import check_choice
 
 from . import runners as lr
+from . import strong as ls
 from .spec import EPS_ATTACKS, AttackSpec
 
 if TYPE_CHECKING:
     from ..attacks import AttackResult
 
-__all__ = ["ESTIMATORS", "LIBRARIES", "TABLE", "Runner", "run", "run_inhouse", "unsupported", "wrap"]
+__all__ = ["ESTIMATORS", "LIBRARIES", "TABLE", "Runner", "estimator", "run", "run_inhouse", "unsupported", "wrap"]
 Tensor = torch.Tensor
 LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
 ESTIMATORS: dict[str, str] = {
@@ -66,6 +68,14 @@ def _linf(s: AttackSpec) -> bool:
 
 UNIT_BOX: Limit = (lambda s: s.bounds != (0.0, 1.0), "torchattacks assumes inputs in [0, 1]")
 NO_LOCAL_SEARCH = "LocalSearch is in none of the three libraries (the cross-check's reference is advertorch's)"
+NOT_INHOUSE = "not written in-house: stochdef runs the libraries' implementation"
+NO_FOOLBOX_APGD = "Foolbox 3 has no APGD"
+NO_FOOLBOX_SQUARE = "Foolbox 3 has no Square attack"
+AA_SAMPLES: Limit = (
+    lambda s: s.samples != 1,
+    "AutoAttack-rand averages 20 draws per gradient itself (eot_iter=20): it runs at samples 1",
+)
+ONLY_TORCHATTACKS = "only torchattacks ships AutoAttack's rand version as one attack"
 
 TABLE: dict[str, dict[str, Runner | str]] = {
     "fgsm": {
@@ -107,7 +117,66 @@ TABLE: dict[str, dict[str, Runner | str]] = {
         "art": NO_LOCAL_SEARCH,
         "torchattacks": NO_LOCAL_SEARCH,
     },
+    "pgd-rs": {
+        "inhouse": Runner(lr.in_pgd),
+        "foolbox": Runner(ls.fb_pgd_rs),
+        "art": Runner(ls.art_pgd_rs),
+        "torchattacks": Runner(ls.ta_pgd_rs, (UNIT_BOX,)),
+    },
+    "apgd-ce": {
+        "inhouse": NOT_INHOUSE,
+        "foolbox": NO_FOOLBOX_APGD,
+        "art": Runner(ls.art_apgd(None)),
+        "torchattacks": Runner(ls.ta_apgd("ce"), (UNIT_BOX,)),
+    },
+    "apgd-dlr": {
+        "inhouse": NOT_INHOUSE,
+        "foolbox": NO_FOOLBOX_APGD,
+        "art": Runner(ls.art_apgd("difference_logits_ratio")),
+        "torchattacks": Runner(ls.ta_apgd("dlr"), (UNIT_BOX,)),
+    },
+    "square": {
+        "inhouse": NOT_INHOUSE,
+        "foolbox": NO_FOOLBOX_SQUARE,
+        "art": Runner(
+            ls.art_square,
+            (
+                (lambda s: s.targeted, "ART's SquareAttack is untargeted"),
+                (_l2, "ART's L2 SquareAttack divides by zero and returns NaN inputs (seen with ART 1.20.1)"),
+            ),
+        ),
+        "torchattacks": Runner(ls.ta_square, (UNIT_BOX,)),
+    },
+    "autoattack-rand": {
+        "inhouse": NOT_INHOUSE,
+        "foolbox": ONLY_TORCHATTACKS,
+        "art": ONLY_TORCHATTACKS,
+        "torchattacks": Runner(ls.ta_autoattack_rand, (UNIT_BOX, AA_SAMPLES)),
+    },
 }
+
+LOGIT_ATTACKS = ("deepfool", "apgd-ce", "apgd-dlr")  # ART's DeepFool linearises logits; ART's APGD refuses probs
+
+
+def estimator(library: str, spec: AttackSpec) -> str:
+    """What the attack of ``spec`` differentiates (or scores) in ``library``: DESIGN.md, §C3.
+
+    >>> estimator("art", AttackSpec("apgd-dlr", 0.1, samples=8))
+    "gradient of the mean logits (EoT module, inside ART's own PyTorchClassifier for the DLR loss)"
+    """
+    if spec.attack == "square":
+        return (
+            "no gradient: scores of one draw"
+            if spec.samples == 1
+            else f"no gradient: mean scores of {spec.samples} draws"
+        )
+    if spec.attack == "autoattack-rand":
+        return "exact mean of 20 per-draw loss gradients (AutoAttack-rand's eot_iter=20)"
+    if spec.samples == 1:
+        return "one draw per gradient (naive)"
+    if library == "art" and spec.attack == "apgd-dlr":
+        return "gradient of the mean logits (EoT module, inside ART's own PyTorchClassifier for the DLR loss)"
+    return ESTIMATORS[library]
 
 
 def unsupported(library: str, spec: AttackSpec) -> str | None:
@@ -151,7 +220,7 @@ def wrap(library: str, spec: AttackSpec, model: nn.Module, x: Tensor, *, num_cla
             )  # fmt: skip
         from stochdef.adapters import to_art
 
-        output: Literal["probs", "logits"] = "logits" if spec.attack == "deepfool" else "probs"
+        output: Literal["probs", "logits"] = "logits" if spec.attack in LOGIT_ATTACKS else "probs"
         return to_art(
             model, input_shape=shape, nb_classes=num_classes, clip_values=spec.bounds, samples=spec.samples,
             device=x.device, output=output,
@@ -166,7 +235,8 @@ def wrap(library: str, spec: AttackSpec, model: nn.Module, x: Tensor, *, num_cla
 def run_inhouse(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
     """The in-house attack of ``spec`` (``y`` = the targets when ``spec.targeted``), with its per-example result."""
     entry = TABLE[spec.attack]["inhouse"]
-    assert isinstance(entry, Runner)
+    if not isinstance(entry, Runner):
+        raise ValueError(f"{spec.attack} is not written in-house ({entry})")
     result: AttackResult = entry.fn(spec, model, x, y)
     return result
 

@@ -20,6 +20,7 @@ def test_benchmark_record_is_consistent(name: str, tmp_path: Path) -> None:
     ops = {"<=": operator.le, ">=": operator.ge}
     for t in result.get("targets", {}).values():
         assert t["met"] == ops[t["op"]](t["value"], t["threshold"])
+    assert result.get("identical_cells", True)  # distributed: the 2-process sweep recorded the 1-process cells
     path = bench.save(result, tmp_path)
     assert json.loads(path.read_text())["benchmark"] == name
 

@@ -1,0 +1,121 @@
+"""``--samples auto``: how many EoT draws are enough, measured on the defense itself.
+
+The attacks run at 1 draw per gradient, then 2, 4, 8, ... (doubling, up to ``samples_cap``). After each
+doubling the worst-case robust accuracy at the card's eps (:mod:`.worst_case`, over every attack and library
+run at that number of draws) is compared with the previous one; the doubling stops when it fell by no more
+than the half-width of its 95% interval, for every defense. The chosen count of a defense is the last count
+before that final doubling (twice as many draws changed nothing the sample can resolve). No attack library
+offers this: torchattacks' ``eot_iter``, ART's and Foolbox's EoT wrappers all take a fixed count.
+
+The headline worst case is then taken over every cell run (all counts), so stopping early never raises it.
+The indicators and the transfer matrix run once, after the doubling, at the largest count.
+
+>>> settled([(1, 0.50, 0.09), (2, 0.30, 0.09), (4, 0.27, 0.09)])
+2
+>>> settled([(1, 0.50, 0.09), (2, 0.30, 0.09)]) is None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stochdef.defenses.files import atomic_write_text
+
+from .results import ResultsFile
+from .run import EvalConfig, Run
+from .worst_case import summary
+
+logger = logging.getLogger(__name__)
+FILE = "samples-auto.json"
+
+
+def settled(curve: list[tuple[int, float, float]]) -> int | None:
+    """The chosen count of a curve of ``(samples, robust accuracy, interval half-width)``, or ``None`` yet.
+
+    Settled when the last doubling lowered the accuracy by at most the last point's half-width.
+    """
+    if len(curve) < 2:
+        return None
+    (s_prev, acc_prev, _), (_, acc, half) = curve[-2], curve[-1]
+    return s_prev if acc_prev - acc <= half else None
+
+
+def point(store: ResultsFile, c: EvalConfig, defense: str, samples: int) -> tuple[int, float, float] | None:
+    s = summary(store, c, defense, max(c.eps), samples=samples)
+    if s is None:
+        return None
+    low, high = s["robust_accuracy_ci"]
+    return samples, s["robust_accuracy"], (high - low) / 2
+
+
+def run_auto(run: Run, run_cells: Callable[[Run], ResultsFile]) -> ResultsFile:
+    """Double the draws until every defense's worst case settles; leaves ``run.config.samples`` as run.
+
+    ``run_cells(run)`` computes the cells of ``run.config`` that the store lacks (the engine's).
+    """
+    final = run.config
+    cap = final.samples_cap
+    counts = [1]
+    curves: dict[str, list[tuple[int, float, float]]] = {d: [] for d in final.defenses}
+    chosen: dict[str, int | None] = {d: None for d in final.defenses}
+    while True:
+        run.config = dataclasses.replace(final, samples=tuple(counts), indicators=False, transfer=False)
+        run_cells(run)
+        for d in final.defenses:
+            p = point(run.store, run.config, d, counts[-1])
+            if p is not None and chosen[d] is None:
+                curves[d].append(p)
+                chosen[d] = settled(curves[d])
+        logger.info("samples %d: %s", counts[-1], {d: curves[d][-1][1] if curves[d] else None for d in curves})
+        if all(v is not None for v in chosen.values()) or counts[-1] * 2 > cap:
+            break
+        counts.append(counts[-1] * 2)
+    run.config = dataclasses.replace(final, samples=tuple(counts))
+    run_cells(run)  # the indicators and the transfer matrix, at the largest count
+    write(run, curves, chosen, cap)
+    return run.store
+
+
+def write(run: Run, curves: dict[str, list[tuple[int, float, float]]], chosen: dict[str, int | None], cap: int) -> None:
+    data = {
+        "rule": "double the EoT draws until the worst-case robust accuracy falls by no more than the half-width "
+        "of its 95% interval; chosen = the count before that last doubling",
+        "eps": max(run.config.eps),
+        "cap": cap,
+        "samples_run": list(run.config.samples),
+        "defenses": {
+            d: {
+                "curve": [{"samples": s, "robust_accuracy": a, "half_width": h} for s, a, h in curves[d]],
+                "chosen": chosen[d],
+                "settled": chosen[d] is not None,
+            }
+            for d in curves
+        },
+    }
+    atomic_write_text(run.store.path.parent / FILE, json.dumps(data, indent=2) + "\n")
+
+
+def read(out: Path) -> dict[str, Any] | None:
+    """The ``samples-auto.json`` of a run folder, if the run chose its draws."""
+    path = Path(out) / FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def section(out: Path) -> list[str]:
+    """Report lines for the chosen number of draws (empty when the run had fixed draws)."""
+    data = read(out)
+    if data is None:
+        return []
+    rule = data["rule"][:1].upper() + data["rule"][1:]
+    lines = ["## EoT draws: `--samples auto`", "", rule + f" (cap {data['cap']}, eps {data['eps']}).", ""]
+    lines += ["| defense | worst case by draws | chosen |", "| --- | --- | --- |"]
+    for d, v in data["defenses"].items():
+        curve = ", ".join(f"{p['samples']}: {p['robust_accuracy']:.2f} ± {p['half_width']:.2f}" for p in v["curve"])
+        lines.append(f"| {d} | {curve} | {v['chosen'] if v['settled'] else 'not settled at the cap'} |")
+    return lines + [""]

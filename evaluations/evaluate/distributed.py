@@ -1,0 +1,165 @@
+"""``torchrun -m stochdef evaluate ...``: an evaluation's cells split across the ranks of torch.distributed.
+
+Every cell is independent given two things: its seed, fixed by the run's seed and its key
+(:func:`.results.cell_seed`), and the clean cells' records (an attack cell asks whether its defense is
+random). So a run goes in two phases, clean cells then the rest; in each, the cells not yet done are split
+across the ranks balanced by expected cost (:func:`.schedule.split`, the same split on every rank), each
+rank computes its own on its own device (``LOCAL_RANK`` picks the GPU of a ``cuda`` run) and writes them
+to its own shard (:mod:`.shards`); at the end of a phase the ranks exchange their records
+(``all_gather_object``), so every rank sees every clean record. Rank 0 then writes the one
+``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
+same records (except ``seconds``).
+
+Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
+number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells; so does
+the attempt torchrun restarts under ``--max-restarts``. The output folder must be one file system that
+every rank sees (on several nodes, a shared one).
+
+Process groups: NCCL for CUDA tensors and gloo for CPU ones (``"cpu:gloo,cuda:nccl"``) on GPUs, gloo alone
+on CPU; the records travel on a separate gloo group. The collectives wait up to :data:`TIMEOUT`, since a
+rank may wait for a long cell of another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .checks import check_out
+from .engine import cells, compute, open_run, prepare, retire_stale
+from .results import ResultsFile
+from .run import EvalConfig, Run
+from .schedule import Cell, forward_seconds, split
+from .shards import Shard, merge_shards, remove_shard, shard_path
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = timedelta(hours=24)
+
+
+def launched() -> bool:
+    """True under a launcher that started more than one process (``WORLD_SIZE`` > 1: torchrun, SLURM + torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank_device(device: str, local_rank: int, gpus: int | None = None) -> str:
+    """The device of a rank: ``cuda`` becomes ``cuda:LOCAL_RANK`` (modulo the node's ``gpus``, so that more
+    ranks than GPUs share them in turn); any other device (``cpu``, ``cuda:1``) stays as given.
+
+    Example:
+        >>> rank_device("cuda", 3, 8), rank_device("cuda", 3, 2), rank_device("cpu", 3), rank_device("cuda:0", 3)
+        ('cuda:3', 'cuda:1', 'cpu', 'cuda:0')
+    """
+    if device != "cuda":
+        return device
+    count = torch.cuda.device_count() if gpus is None else gpus
+    return f"cuda:{local_rank % count if count else local_rank}"
+
+
+def phases(everything: list[Cell]) -> list[list[Cell]]:
+    """The cells in the order the ranks may compute them: the clean cells, whose records the others read,
+    then all the rest."""
+    return [[c for c in everything if c[0] == "clean"], [c for c in everything if c[0] != "clean"]]
+
+
+def _init(device: str) -> tuple[Any, bool]:
+    """Join the default process group (unless the caller did) and make the gloo group the records travel on."""
+    created = not dist.is_initialized()
+    if created:
+        backend = "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=TIMEOUT, **_attempt_store())
+    return dist.new_group(backend="gloo", timeout=TIMEOUT), created
+
+
+def _attempt_store() -> dict[str, Any]:
+    """Under torchrun, the agent's store seen through a prefix of this attempt: with ``--max-restarts`` the
+    agent's store outlives a failed attempt (torch 2.14), and gloo would otherwise dial the addresses its
+    dead ranks left there and fail. Elsewhere (no agent store) torch's own ``env://`` rendezvous."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False, timeout=TIMEOUT
+    )
+    return {"store": dist.PrefixStore(f"stochdef/attempt-{attempt}", agent), "rank": rank, "world_size": world}
+
+
+def evaluate(
+    config: EvalConfig, *, out: Path, progress: bool = True, recompute_stale: bool = False
+) -> ResultsFile | None:
+    """This rank's part of the evaluation; on rank 0 the merged store (``out/results.jsonl``), else None.
+
+    Every rank must call it with the same arguments (torchrun runs the same command on each). Rank 0 locks
+    ``results.jsonl`` for the run and checks the recorded cells' provenance as a one-process run does
+    (``recompute_stale``: see :func:`.engine.evaluate`).
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    config = replace(config, device=rank_device(config.device, local_rank))
+    if torch.device(config.device).type == "cuda":
+        torch.cuda.set_device(torch.device(config.device))
+    group, created = _init(config.device)
+    try:
+        return _evaluate(config, Path(out), group, progress=progress, recompute_stale=recompute_stale)
+    finally:
+        dist.destroy_process_group(group)
+        if created:
+            dist.destroy_process_group()
+
+
+def _evaluate(
+    config: EvalConfig, out: Path, group: Any, *, progress: bool, recompute_stale: bool
+) -> ResultsFile | None:
+    rank, world = dist.get_rank(), dist.get_world_size()
+    data = prepare(config)  # a bad configuration fails on every rank before any file is touched
+    with contextlib.ExitStack() as stack:
+        store: ResultsFile | None = None
+        run: Run | None = None
+        box: list[Any] = [None]
+        if rank == 0:
+            out = check_out(out)
+            store = stack.enter_context(ResultsFile(out / "results.jsonl", lock=True))
+            merge_shards(store, out)  # shards of a killed run, of any number of ranks
+            run = open_run(config, store, data)
+            # rank 0 loads every model (a bad checkpoint fails now; a missing one is trained once) and times it:
+            # the weights of the split
+            weights = forward_seconds(run)
+            retire_stale(run, list(cells(run)), out, recompute_stale=recompute_stale)
+            box = [({record["key"]: record for record in store}, weights)]
+        dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
+        done, weights = box[0]
+        shard = Shard(shard_path(out, rank), known=done)
+        if run is None:
+            run = open_run(config, shard, data)
+        else:
+            run.store = shard
+        everything = list(cells(run))
+        if rank == 0:
+            logger.info("%d cells, %d already done, %d ranks", len(everything), len(done), world)
+        for number, phase in enumerate(phases(everything)):
+            todo = [cell for cell in phase if cell[1] not in shard]
+            mine = split(run, todo, world, weights)[rank]
+            logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
+            for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
+                compute(run, kind, key, payload)
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, list(shard.own()), group=group)
+            for records in gathered:
+                for record in records:
+                    shard.known.setdefault(record["key"], record)
+        if store is not None:  # in the order of the cells, as a one-process run writes them
+            order = {cell[1]: index for index, cell in enumerate(everything)}
+            new = [r for r in shard.known.values() if r["key"] not in store]
+            store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
+        dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
+        remove_shard(shard.path)
+        return store
