@@ -9,14 +9,23 @@ combines) what it returns per input row. Every EoT path of the package (the :cla
 module, :func:`~stochdef.adapters.eot_value_and_grad`, the ART overrides, the in-house attacks'
 evaluation and DeepFool's linearization) goes through :func:`chunked_sum`, so all of them make the same
 calls, in the same order, and draw their randomness in the same order.
+
+Over two or more draws only expectations matter (the mean output, the mean input gradient), so
+:func:`chunked_sum` runs its calls inside :func:`stochdef.defenses.sampling.fast_sampling`: Gaussian-weight
+linear layers (SDR, Adv-BNN, RNW/RSW) use local reparameterization, whose output law and expected input
+gradient are those of the per-weight draws a plain call makes, at a fraction of the cost. One draw
+(``samples=1``) is always the sampled network itself (DESIGN.md, §C2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+
+from stochdef.defenses.sampling import fast_sampling
 
 DEFAULT_MAX_BATCH = 8192
 
@@ -94,6 +103,11 @@ def chunks(batch: int, samples: int, max_batch: int) -> Iterator[Chunk]:
             first += copies
 
 
+def sampling_for(samples: int) -> AbstractContextManager[object]:
+    """The sampling context of an estimate over ``samples`` draws: the fast path when averaging (``samples > 1``)."""
+    return fast_sampling() if samples > 1 else nullcontext()
+
+
 def chunked_sum(
     step: Callable[[Chunk], Sequence[torch.Tensor]],
     *,
@@ -110,6 +124,8 @@ def chunked_sum(
     starting from the first call's part, so a single call is returned as it is); the slices are then
     concatenated along the rows. Divide by ``samples`` for a mean. An empty ``batch`` still makes one
     call, on ``Chunk(slice(0, 0), 1, 0)``, so the results have the right shape, dtype and device.
+    With ``samples > 1`` the calls run under :func:`sampling_for` (the fast path, see the module's
+    docstring).
 
     Example (the mean of ``2 * x`` over 3 draws, in calls of at most 4 rows):
         >>> x = torch.arange(5.0)
@@ -122,7 +138,8 @@ def chunked_sum(
     parts: list[list[torch.Tensor]] = []  # per slice of rows, the accumulated outputs
     current: slice | None = None
     for chunk in chunks(batch, samples, max_batch):
-        results = list(step(chunk))
+        with sampling_for(samples):
+            results = list(step(chunk))
         if chunk.rows != current:
             current = chunk.rows
             parts.append(results)

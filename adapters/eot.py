@@ -15,6 +15,12 @@ replicated batch, so a model that draws independent randomness per row (DESIGN.m
 ``samples`` independent draws per input in one vectorized call. Calls are chunked so no model call
 sees more than ``max_batch`` rows; the Python loop runs over chunks, never over samples one by one
 (:func:`stochdef.adapters.chunking.chunked_sum`, the one such loop of the package).
+
+Averaging two or more draws runs on the fast path: Gaussian-weight linear layers (SDR, Adv-BNN,
+RNW/RSW) sample by local reparameterization there (:func:`stochdef.defenses.sampling.fast_sampling`),
+which has the same output law and the same expected input gradient as drawing every weight, so the
+mean output and the mean gradient estimate the same expectations. ``samples=1`` is one draw of the
+sampled network (every weight drawn), what a single-draw attack must see (DESIGN.md, §C2).
 """
 
 from __future__ import annotations

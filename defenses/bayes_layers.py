@@ -3,9 +3,11 @@
 Each weight is ``w = mu + exp(s) * eps`` with ``eps ~ N(0, 1)`` drawn on every call, in ``train()`` and
 ``eval()`` alike, and **each row of a batch gets its own weights** (DESIGN.md, §C1 and §C2):
 
-* :class:`BayesLinear` samples its outputs by the local reparameterization trick (as
-  :func:`~stochdef.defenses.functional.gaussian_linear`, in log-std form: :func:`log_std_linear`), exact
-  in distribution for a linear layer;
+* :class:`BayesLinear` draws every weight per row by default (the paper's sampled network,
+  :func:`~stochdef.defenses.sampling.weight_sampled_linear`); with ``sampler="local"`` or inside
+  :func:`~stochdef.defenses.sampling.fast_sampling` (the EoT engine's averages) it samples its outputs by
+  the local reparameterization trick (:func:`log_std_linear`): same output law and expected input
+  gradient, a far less noisy single-draw gradient;
 * :class:`BayesConv2d` draws an explicit kernel per example, run as one grouped convolution
   (:func:`~stochdef.defenses.functional.gaussian_conv2d`): output positions sharing a kernel are
   correlated, so the local trick would be wrong there;
@@ -27,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .functional import gaussian_conv2d, standard_normal
-from .validation import check_range
+from .sampling import SAMPLERS, resolve_sampler, weight_sampled_linear
+from .validation import check_choice, check_range
 
 __all__ = ["BayesBatchNorm2d", "BayesConv2d", "BayesLinear", "BayesModule", "gaussian_kl"]
 
@@ -124,7 +127,10 @@ class BayesModule(nn.Module):
 
 
 class BayesLinear(BayesModule):
-    """``nn.Linear`` with Gaussian weights and bias, a new draw per row by local reparameterization.
+    """``nn.Linear`` with Gaussian weights and bias, a new draw per row.
+
+    ``sampler``: ``"weights"`` (every weight drawn per row), ``"local"`` (local reparameterization, 2-D
+    input only) or ``None`` (the context's, :mod:`stochdef.defenses.sampling`; by default ``"weights"``).
 
     Example:
         >>> layer = BayesLinear(3, 2, prior_std=0.1).eval()
@@ -141,12 +147,14 @@ class BayesLinear(BayesModule):
         *,
         prior_std: float,
         init_log_std: float | None = None,
+        sampler: str | None = None,
         generator: torch.Generator | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         init = self._setup(prior_std, init_log_std, generator)
+        self.sampler = None if sampler is None else check_choice("sampler", sampler, SAMPLERS)
         ref = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)
         self.in_features, self.out_features = in_features, out_features
         self.weight_mean = nn.Parameter(ref.weight.detach().clone())
@@ -160,19 +168,17 @@ class BayesLinear(BayesModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.stochastic:
             return F.linear(x, self.weight_mean, self.bias_mean)
-        if x.dim() == 2:
+        if x.dim() == 1:
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.dim() == 2 and resolve_sampler(self.sampler) == "local":
             return log_std_linear(
                 x, self.weight_mean, self.weight_log_std, self.bias_mean, self.bias_log_std, generator=self.generator
             )
-        if x.dim() == 1:
-            return self.forward(x.unsqueeze(0)).squeeze(0)
-        # (B, ..., in): one weight matrix per example, shared by that example's positions.
-        weight = _draw(self.weight_mean, self.weight_log_std, x.shape[0], self.generator)
-        out = torch.einsum("b...i,boi->b...o", x, weight)
-        if self.bias_mean is not None and self.bias_log_std is not None:
-            bias = _draw(self.bias_mean, self.bias_log_std, x.shape[0], self.generator)
-            out = out + bias.view(x.shape[0], *([1] * (x.dim() - 2)), -1)
-        return out
+        # every weight drawn per row; (B, ..., in): one weight matrix per example, shared by its positions
+        bias_std = None if self.bias_log_std is None else torch.exp(self.bias_log_std)
+        return weight_sampled_linear(
+            x, self.weight_mean, torch.exp(self.weight_log_std), self.bias_mean, bias_std, generator=self.generator
+        )
 
 
 class BayesConv2d(BayesModule):

@@ -11,9 +11,10 @@ and independently per batch row (DESIGN.md, §C1 and §C2):
 * activations (after every ``nn.ReLU``, as SAP): RNA :func:`apply_rna` ``h + N(0, s^2)``;
   RSA :func:`apply_rsa` ``h * N(1, s^2)``; dropout kept on at inference :func:`apply_dropout`.
 
-RNW/RSW use :func:`~stochdef.defenses.functional.gaussian_linear` (local reparameterization: exact in
-distribution for a linear layer) and :func:`~stochdef.defenses.functional.gaussian_conv2d` (a kernel
-per example); SWP builds per-example weights (``B x W.numel()`` memory).
+RNW/RSW draw every weight per row by default (:func:`~stochdef.defenses.sampling.sampled_linear`, the
+paper's sampled network; local reparameterization, the fast path, with ``sampler="local"`` or inside
+:func:`~stochdef.defenses.sampling.fast_sampling`) and :func:`~stochdef.defenses.functional.gaussian_conv2d`
+(a kernel per example); SWP builds per-example weights (``B x W.numel()`` memory).
 
 Example:
     >>> import torch
@@ -34,8 +35,9 @@ from typing import TypedDict
 import torch
 from torch import nn
 
-from .functional import gaussian_conv2d, gaussian_linear, per_example_conv2d, per_example_linear
+from .functional import gaussian_conv2d, per_example_conv2d, per_example_linear
 from .noise import NoiseInjection
+from .sampling import SAMPLERS, sampled_linear
 from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
 from .validation import check_choice, check_range
 
@@ -165,12 +167,18 @@ def _check_input(layer: WeightLayer, x: torch.Tensor) -> None:
 
 
 class _GaussianWeights(nn.Module):
-    """Wraps ``layer``; each example sees its own ``W ~ N(layer.weight, weight_std()^2)``."""
+    """Wraps ``layer``; each example sees its own ``W ~ N(layer.weight, weight_std()^2)``.
 
-    def __init__(self, layer: nn.Module, *, std: float, generator: torch.Generator | None = None) -> None:
+    ``sampler`` (linear layers): ``"weights"``, ``"local"`` or ``None`` (the context's; default ``"weights"``).
+    """
+
+    def __init__(
+        self, layer: nn.Module, *, std: float, sampler: str | None = None, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.layer = _check_layer(layer)
         self.std = check_range("std", std, low=0.0)
+        self.sampler = None if sampler is None else check_choice("sampler", sampler, SAMPLERS)
         self.generator = generator
 
     def extra_repr(self) -> str:
@@ -186,7 +194,7 @@ class _GaussianWeights(nn.Module):
             return layer(x)
         std = self.weight_std()
         if isinstance(layer, nn.Linear):
-            return gaussian_linear(x, layer.weight, std, layer.bias, generator=self.generator)
+            return sampled_linear(x, layer.weight, std, layer.bias, sampler=self.sampler, generator=self.generator)
         return gaussian_conv2d(x, layer.weight, std, layer.bias, generator=self.generator, **_conv_args(layer))
 
 

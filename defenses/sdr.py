@@ -2,8 +2,10 @@
 and bias is ``w ~ N(mu, sigma^2)``, drawn afresh for every example, in ``train()`` and ``eval()`` alike.
 
 :class:`SDRLinear` computes ``x w^T + b`` for one independent draw of ``(w, b)`` per batch row with
-:func:`~stochdef.defenses.functional.gaussian_linear` (local reparameterization; exact in distribution
-for a linear layer). Two training rules (``mode``):
+:func:`~stochdef.defenses.sampling.sampled_linear`: by default every weight is drawn for every row (the
+paper's sampled network); ``sampler="local"`` (or the context :func:`~stochdef.defenses.sampling.fast_sampling`,
+which the EoT engine enters to average draws) uses local reparameterization, the same output law and
+expected input gradient at a fraction of the cost. Two training rules (``mode``):
 
 * ``"decay"`` (SDR-Decay, the paper's Algorithm 2 after Frazier-Logue & Hanson): the optimizer updates
   ``mu`` from ``grad_mu L``; ``sigma`` is a buffer, not learned by backprop: the ``after_step`` hook
@@ -16,7 +18,9 @@ for a linear layer). Two training rules (``mode``):
   ``w = mu + sigma * eps``. :class:`VarianceThresholds` (Algorithm 3) clamps every ``sigma`` into
   ``[min_std, max_std]`` after each optimizer step; :class:`ThresholdSchedule` (an ``after_epoch`` hook)
   starts at ``[0.0, 1.0]`` and raises both bounds by 0.05 when held-out accuracy plateaus, at most once
-  every 5 epochs. The thresholds bound the standard deviation ``sigma`` (the paper says "variance").
+  every 5 epochs. ``on="std"`` (the default, the zoo's ``sdr-learnable``) bounds the standard deviation
+  ``sigma``; ``on="variance"`` bounds ``sigma^2`` as the paper words it (the zoo's
+  ``sdr-learnable-variance``): ``sigma`` is clamped into ``[sqrt(min), sqrt(max)]``.
   The paper leaves "plateau" open; here (:func:`should_raise`): at least 5 epochs since the last raise
   (or the start), and the best single-draw held-out accuracy of the last 3 of them is no higher than
   the best of the epochs before them since that raise (``patience=3``, ``min_delta=0``).
@@ -42,8 +46,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .functional import gaussian_linear
 from .models import mlp
+from .sampling import SAMPLERS, sampled_linear
 from .validation import check_choice, check_int, check_range
 
 __all__ = [
@@ -55,12 +59,14 @@ __all__ = [
     "sdr_decay_update",
     "sdr_layers",
     "sdr_mlp",
+    "std_bounds",
     "std_range",
 ]
 
 
 Mode = Literal["decay", "learnable"]
 MODES: tuple[str, ...] = ("decay", "learnable")
+THRESHOLD_ON: tuple[str, ...] = ("std", "variance")
 
 
 # ---- the maths: pure functions ------------------------------------------------------------------------
@@ -95,6 +101,19 @@ def decay_due(step: int, tau: int) -> bool:
 def clamp_std(std: torch.Tensor, *, min_std: float, max_std: float) -> torch.Tensor:
     """Algorithm 3 (variance threshold): ``sigma`` clamped elementwise into ``[min_std, max_std]``."""
     return std.clamp(min_std, max_std)
+
+
+def std_bounds(low: float, high: float, *, on: str) -> tuple[float, float]:
+    """The bounds on ``sigma`` of thresholds ``[low, high]`` on ``on`` (``"std"`` or ``"variance"``).
+
+    Example:
+        >>> std_bounds(0.01, 1.0, on="variance")
+        (0.1, 1.0)
+        >>> std_bounds(0.01, 1.0, on="std")
+        (0.01, 1.0)
+    """
+    check_choice("on", on, THRESHOLD_ON)
+    return (math.sqrt(low), math.sqrt(high)) if on == "variance" else (low, high)
 
 
 def plateaued(accuracies: Sequence[float], *, patience: int, min_delta: float) -> bool:
@@ -139,7 +158,9 @@ class SDRLinear(nn.Module):
     """A linear layer with ``W ~ N(weight_mean, weight_std^2)``, ``b ~ N(bias_mean, bias_std^2)`` per example.
 
     ``mode="learnable"`` makes the stds parameters; ``mode="decay"`` makes them buffers for
-    :class:`SDRDecay`. The means start as ``nn.Linear``'s weights do.
+    :class:`SDRDecay`. The means start as ``nn.Linear``'s weights do. ``sampler`` (``"weights"``,
+    ``"local"`` or ``None``: the context's, by default ``"weights"``) is how a call draws
+    (:mod:`stochdef.defenses.sampling`).
 
     Example:
         >>> layer = SDRLinear(3, 2, mode="decay")
@@ -159,9 +180,11 @@ class SDRLinear(nn.Module):
         mode: Mode = "learnable",
         init_std: float | None = None,
         bias: bool = True,
+        sampler: str | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        self.sampler = None if sampler is None else check_choice("sampler", sampler, SAMPLERS)
         self.in_features = check_int("in_features", in_features)
         self.out_features = check_int("out_features", out_features)
         self.mode = check_choice("mode", mode, MODES)
@@ -183,7 +206,7 @@ class SDRLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode!r}, "
-            f"bias={self.bias_mean is not None}"
+            f"bias={self.bias_mean is not None}, sampler={self.sampler!r}"
         )
 
     def mean_std_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -196,8 +219,16 @@ class SDRLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x must have {self.in_features} features in its last dimension, got {tuple(x.shape)}")
-        return gaussian_linear(
-            x, self.weight_mean, self.weight_std, self.bias_mean, self.bias_std, generator=self.generator
+        if x.dim() == 1:
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        return sampled_linear(
+            x,
+            self.weight_mean,
+            self.weight_std,
+            self.bias_mean,
+            self.bias_std,
+            sampler=self.sampler,
+            generator=self.generator,
         )
 
 
@@ -272,16 +303,23 @@ class SDRDecay:
 class VarianceThresholds:
     """Algorithm 3 as an ``after_step`` hook: clamp every ``sigma`` of ``model``'s SDR-Learnable layers.
 
+    The thresholds ``[min_std, max_std]`` bound ``sigma`` itself when ``on="std"`` (the default) and
+    ``sigma^2`` when ``on="variance"`` (the paper's wording; the names keep ``_std`` for both).
+
     Example:
         >>> net = sdr_mlp((4, 3), init_std=2.0)
         >>> VarianceThresholds(net, min_std=0.0, max_std=1.0)(1)
         >>> float(net[1].weight_std.detach().max())
         1.0
+        >>> VarianceThresholds(net, min_std=0.04, max_std=0.25, on="variance")(1)  # sigma into [0.2, 0.5]
+        >>> float(net[1].weight_std.detach().max())
+        0.5
     """
 
-    def __init__(self, model: nn.Module, *, min_std: float = 0.0, max_std: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, *, min_std: float = 0.0, max_std: float = 1.0, on: str = "std") -> None:
         self.min_std = check_range("min_std", min_std, low=0.0)
         self.max_std = check_range("max_std", max_std, low=0.0)
+        self.on = check_choice("on", on, THRESHOLD_ON)
         if self.min_std > self.max_std:
             raise ValueError(f"min_std must be <= max_std, got min_std={min_std}, max_std={max_std}")
         self.layers = sdr_layers(model, mode="learnable")
@@ -290,9 +328,10 @@ class VarianceThresholds:
 
     @torch.no_grad()
     def __call__(self, step: int = 0) -> None:
+        low, high = std_bounds(self.min_std, self.max_std, on=self.on)
         for layer in self.layers:
             for _, std in layer.mean_std_pairs():
-                std.copy_(clamp_std(std, min_std=self.min_std, max_std=self.max_std))
+                std.copy_(clamp_std(std, min_std=low, max_std=high))
 
     def raise_by(self, increment: float) -> None:
         """Raise both thresholds by ``increment`` and clamp at once."""

@@ -3,11 +3,16 @@
 Target (issue: stochastic-weight defenses): at most 3x ``nn.Linear`` / ``nn.Conv2d`` at the same batch
 size on a CPU. Each case is ``(name, make_layer, make_reference, input_shape)``; family modules' layers
 are added to :data:`CASES`. The ``gaussian_*`` cases time the shared per-example sampling maths alone.
+The Gaussian-weight linear layers (SDR, Adv-BNN, RNW) are timed with both samplers
+(:mod:`stochdef.defenses.sampling`): ``[weights]``, every weight drawn per row (the papers' model and the
+layers' default: ``batch * out * in`` normals, memory-bound like DropConnect's masks), and ``[local]``,
+local reparameterization (the fast path the EoT engine takes to average draws).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -16,6 +21,8 @@ from torch import nn
 from stochdef.defenses.bayes_layers import BayesConv2d, BayesLinear
 from stochdef.defenses.dropconnect import DropConnectLinear
 from stochdef.defenses.functional import gaussian_conv2d, gaussian_linear
+from stochdef.defenses.sampling import SAMPLERS
+from stochdef.defenses.sap_baselines import RandomNoisyWeights
 from stochdef.defenses.sdr import SDRLinear
 
 from . import measure, target
@@ -46,13 +53,21 @@ CASES: list[Case] = [
         lambda: nn.Conv2d(16, 32, 3, padding=1),
         CONV_SHAPE,
     ),
-    ("SDRLinear learnable 784->100", lambda: SDRLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
-    ("SDRLinear decay 784->100", lambda: SDRLinear(784, 100, mode="decay"), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
     # Exact per-example masks draw batch*out*in Bernoullis: memory-bound, far above 3x nn.Linear's GEMM.
     ("DropConnect p=0.2 784->100", lambda: DropConnectLinear(784, 100), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
 ]
-CASES += [  # Adv-BNN (defenses/bayes_layers.py): every row its own weights
-    ("BayesLinear 784->100", lambda: BayesLinear(784, 100, prior_std=0.05), lambda: nn.Linear(784, 100), LINEAR_SHAPE),
+SAMPLED: dict[str, Callable[[str], nn.Module]] = {  # the Gaussian-weight linear layers, by sampler
+    "SDRLinear learnable 784->100": lambda sampler: SDRLinear(784, 100, sampler=sampler),
+    "SDRLinear decay 784->100": lambda sampler: SDRLinear(784, 100, mode="decay", sampler=sampler),
+    "BayesLinear 784->100": lambda sampler: BayesLinear(784, 100, prior_std=0.05, sampler=sampler),
+    "RNW 784->100": lambda sampler: RandomNoisyWeights(nn.Linear(784, 100), std=0.05, sampler=sampler),
+}
+CASES += [
+    (f"{name} [{sampler}]", partial(make, sampler), lambda: nn.Linear(784, 100), LINEAR_SHAPE)
+    for name, make in SAMPLED.items()
+    for sampler in SAMPLERS
+]
+CASES += [  # Adv-BNN (defenses/bayes_layers.py): every row its own kernel
     (
         "BayesConv2d 16->32 3x3",
         lambda: BayesConv2d(16, 32, 3, padding=1, prior_std=0.05),

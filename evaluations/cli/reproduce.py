@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TARGET",
         help="; ".join(f"{k}: {v}" for k, v in reproduce.TARGETS.items()),
     )
-    parser.add_argument("--quick", action="store_true", help="reduced size (minutes; what the tests run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test: reduced size (minutes; what the tests run), no paper comparison",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
     )

@@ -3,6 +3,10 @@
 Every target prints the paper's numbers beside ours and our EoT-attack numbers beside both, writes
 ``results.json`` + ``report.md`` (+ plots) to its output folder, and says in one line what the
 comparison means. A target's ``run(*, quick, device, seed)`` returns a :class:`Reproduction`.
+
+``quick=True`` is a smoke test (few images, draws and attack steps, a few epochs for the models a target
+trains: it checks that the pipeline runs): its report is labelled so, and :func:`smoke_test` strips the
+paper's numbers and the reading from it, since numbers at that size are not comparable with the paper's.
 """
 
 from __future__ import annotations
@@ -72,16 +76,58 @@ class Reproduction:
     plots: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    smoke: bool = False
 
     def markdown(self) -> str:
-        parts = [f"## {self.paper}", "", f"**Setting.** {self.setting}", "", f"**Reading.** {self.reading}", ""]
+        parts = [f"## {self.paper}", ""]
+        if self.smoke:
+            parts += [f"**{SMOKE_LABEL}**", ""]
+        parts += [f"**Setting.** {self.setting}", "", f"**Reading.** {self.reading}", ""]
         parts += [t.markdown() for t in self.tables]
         parts += [f"![{p}]({p})" for p in self.plots]
         parts.append(f"\n_Run time: {self.seconds:.0f} s._\n")
         return "\n".join(parts)
 
     def text(self) -> str:
-        return "\n\n".join([self.paper, *[t.text() for t in self.tables], f"Reading: {self.reading}"])
+        head = [self.paper] + ([SMOKE_LABEL] if self.smoke else [])
+        return "\n\n".join([*head, *[t.text() for t in self.tables], f"Reading: {self.reading}"])
+
+
+SMOKE_LABEL = (
+    "Smoke test (--quick): reduced sizes (few images, draws and attack steps; a few epochs for the models it "
+    "trains). It checks that the pipeline runs; its numbers are not a reproduction and are not compared with "
+    "the paper's."
+)
+
+
+def is_paper_column(column: str) -> bool:
+    """Whether a table column holds the paper's numbers (``"paper"``, ``"paper (…)"``, ``"clean (paper)"``)."""
+    name = column.lower()
+    return name.startswith("paper") or name.endswith("(paper)")
+
+
+def smoke_test(result: Reproduction) -> Reproduction:
+    """``result`` labelled as a smoke test: the paper's tables and columns and the reading removed.
+
+    Example:
+        >>> r = Reproduction("t", "P", "s", "ours 50% vs paper 90%", [Table("Paper", ["a"], [[1]]),
+        ...                  Table("Ours", ["model", "paper", "ours"], [["m", 90.0, 50.0]])])
+        >>> s = smoke_test(r)
+        >>> [t.title for t in s.tables], s.tables[0].columns, s.tables[0].rows, s.smoke
+        (['Ours'], ['model', 'ours'], [['m', 50.0]], True)
+    """
+    tables = []
+    for table in result.tables:
+        if table.title.lower().startswith("paper"):
+            continue
+        keep = [i for i, c in enumerate(table.columns) if not is_paper_column(c)]
+        rows = [[row[i] for i in keep] for row in table.rows]
+        tables.append(Table(table.title, [table.columns[i] for i in keep], rows, table.note, table.fmt))
+    data = {k: v for k, v in result.data.items() if k != "paper"}
+    reading = "None: a smoke test is not compared with the paper (run without --quick for the reproduction)."
+    return Reproduction(
+        result.target, result.paper, result.setting, reading, tables, result.plots, data, result.seconds, smoke=True
+    )
 
 
 def run(
@@ -94,6 +140,8 @@ def run(
     start = time.perf_counter()
     result: Reproduction = module.run(quick=quick, device=device, seed=seed, out=out)
     result.seconds = time.perf_counter() - start
+    if quick:
+        result = smoke_test(result)
     if out is not None:
         atomic_write_text(out / "report.md", result.markdown())
         atomic_write_text(out / "results.json", json.dumps(asdict(result), indent=2, default=str) + "\n")

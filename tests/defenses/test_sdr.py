@@ -11,6 +11,7 @@ from torch import nn
 
 from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
+from stochdef.defenses.sampling import fast_sampling
 from stochdef.defenses.sdr import (
     SDRDecay,
     SDRLinear,
@@ -204,7 +205,8 @@ def trained_sdr(request: pytest.FixtureRequest, digits) -> nn.Module:
         if request.param == "decay"
         else VarianceThresholds(model, min_std=0.05, max_std=1.0)
     )
-    fit(model, digits.x_train, digits.y_train, epochs=12, batch_size=64, lr=3e-3, after_step=hook, progress=False)
+    with fast_sampling():  # as the zoo trains SDR models
+        fit(model, digits.x_train, digits.y_train, epochs=12, batch_size=64, lr=3e-3, after_step=hook, progress=False)
     return model.eval()
 
 

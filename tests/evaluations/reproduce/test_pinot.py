@@ -100,13 +100,20 @@ def test_certified_radius_of_a_confident_input() -> None:
 
 def test_quick_sweep_returns_the_tradeoff_data() -> None:
     rows = sweep(
-        dataset="digits", distributions=("laplace",), stds=(0.3,), radii=(0.0, 0.5), quick=True, progress=False
+        dataset="digits",
+        distributions=("laplace",),
+        stds=(0.3,),
+        radii=(0.0, 0.5),
+        attack_eps=(0.03, 0.1),
+        quick=True,
+        progress=False,
     )
     assert [(r["distribution"], r["std"]) for r in rows] == [("none", 0.0), ("laplace", 0.3)]
     baseline, noisy = rows
     assert baseline["curves"]["l2"]["guaranteed"][1] == 0.0  # no noise: nothing guaranteed at radius > 0
     for row in rows:
-        assert 0.0 <= row["attack_accuracy"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
+        assert row["attack"]["eps"] == [0.03, 0.1] and len(row["attack_accuracy"]) == 2
+        assert all(0.0 <= a <= 1.0 for a in row["attack_accuracy"]) and 0.0 <= row["accuracy"] <= 1.0
         for curve in row["curves"].values():
             assert curve["guaranteed"][0] <= row["accuracy"]
     assert noisy["curves"]["l1"]["epsilon"][1] == pytest.approx(math.sqrt(2) * 0.5 / 0.3)

@@ -10,6 +10,7 @@ import pytest
 
 from stochdef.evaluations import reproduce
 from stochdef.evaluations.reproduce import Reproduction
+from stochdef.evaluations.reproduce import sdr as sdr_reproduction
 
 
 @pytest.fixture(scope="module", params=sorted(reproduce.TARGETS))
@@ -18,13 +19,15 @@ def quick(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return reproduce.run(request.param, quick=True, out=out), out
 
 
-def test_writes_report_with_paper_beside_ours(quick: tuple[Reproduction, Path]) -> None:
+def test_quick_run_is_a_labelled_smoke_test_without_the_paper(quick: tuple[Reproduction, Path]) -> None:
     result, out = quick
     report = (out / "report.md").read_text()
-    assert result.paper in report and result.reading in report
-    assert any("paper" in " ".join(t.columns).lower() or "paper" in t.title.lower() for t in result.tables)
+    assert result.smoke and reproduce.SMOKE_LABEL in report and result.reading in report
+    for table in result.tables:  # nothing of the paper's is set beside a smoke test's numbers
+        assert not table.title.lower().startswith("paper"), table.title
+        assert not any(reproduce.is_paper_column(c) for c in table.columns), table.columns
     data = json.loads((out / "results.json").read_text())
-    assert data["target"] == result.target
+    assert data["target"] == result.target and data["smoke"] is True and "paper" not in data["data"]
     for plot in result.plots:
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
         assert f"({plot})" in report
@@ -48,6 +51,8 @@ def _deterministic_eot_equals_naive(result: Reproduction) -> None:
         for attack in ("FGSM", "DeepFool", "LocalSearch"):
             m = result.data["measured"][attack]
             assert m["naive"][0] == m["eot"][0]
+            # deterministic: a point some test found misclassified stays so, so the two counting rules agree
+            assert m["failed_naive"][0] == m["naive"][0] and m["failed_eot"][0] == m["eot"][0]
     elif result.target == "sap":
         curves = result.data["mnist5k"]["curves"]
         fgsm_mc = next(k for k in curves if k.startswith("dense, fgsm (") and not k.endswith("(1)"))
@@ -63,7 +68,7 @@ def test_consistency(quick: tuple[Reproduction, Path]) -> None:
     result, _ = quick
     _deterministic_eot_equals_naive(result)
     if result.target == "sdr":  # the per-example sizes behind the plot are those the medians were taken of
-        models = ["vanilla-mlp", "sdr-decay", "sdr-learnable", "dropconnect"]
+        models = sdr_reproduction.MODELS
         for attack in ("FGSM", "DeepFool"):
             for label in ("naive", "eot"):
                 for i, name in enumerate(models):
