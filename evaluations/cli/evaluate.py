@@ -112,10 +112,10 @@ def _samples(text: str) -> tuple[int, ...] | str:
 
 
 def _bounds(text: str) -> tuple[float, float]:
-    parts = text.split(",")
+    parts = _list(float)(text)  # names a non-number item, as every list option does
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"bounds must be LOW,HIGH, got {text!r}")
-    return float(parts[0]), float(parts[1])
+    return parts[0], parts[1]
 
 
 def add_own_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -201,6 +201,8 @@ CLI_CASES = [
     (["--defense", "vanilla-mlp,vanilla-mlp"], "defenses lists 'vanilla-mlp' twice"),
     (["--eps", "inf"], "eps must be finite"),
     (["--eps", "abc"], "argument --eps"),
+    (["--bounds", "0,abc"], "'abc' is not a number (in '0,abc')"),
+    (["--bounds", "0,1,2"], "bounds must be LOW,HIGH, got '0,1,2'"),
     (["--seed", "-1"], "seed must be >= 0, got -1"),
     (["--seed", str(2**32)], "seed must be <="),
     (["--device", "tpu"], "device must be one of"),
