@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import nn
 
-from stochdef.defenses.validation import check_int
+from stochdef.defenses.validation import check_int, leaves_no_trace
 
 
 class FixedRandomness(nn.Module):
@@ -168,9 +168,8 @@ def identical_draws(
     """True when ``draws`` copies of ``x[0]`` give identical outputs, in ``model``'s current mode.
 
     The copies go in calls of at most ``max_batch`` rows (one call by default).
-    The probe leaves no trace: it runs without gradients inside ``torch.random.fork_rng``, restores the
-    model's buffers (batch-norm statistics) and the state of every ``torch.Generator`` its layers hold, so
-    the calls that follow draw exactly what they would have drawn without it.
+    The probe leaves no trace (``validation.leaves_no_trace``): the calls that follow draw exactly what
+    they would have drawn without it.
 
     Example:
         >>> import torch
@@ -183,20 +182,8 @@ def identical_draws(
     check_int("draws", draws, minimum=2)
     check_int("max_batch", max_batch, minimum=1)
     batch = x[:1].detach().repeat(draws, *([1] * (x.dim() - 1)))
-    buffers = [b.detach().clone() for b in model.buffers()]
-    generators = [
-        (g, g.get_state()) for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)
-    ]
-    devices = [x.device] if x.device.type == "cuda" else []
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            out = torch.cat([model(batch[i : i + max_batch]) for i in range(0, draws, max_batch)])
-    finally:
-        with torch.no_grad():
-            for b, saved in zip(model.buffers(), buffers, strict=True):
-                b.copy_(saved)
-        for g, state in generators:
-            g.set_state(state)
+    with leaves_no_trace(model, x.device):
+        out = torch.cat([model(batch[i : i + max_batch]) for i in range(0, draws, max_batch)])
     return bool((out == out[:1]).all())
 
 

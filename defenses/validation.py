@@ -18,9 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -253,6 +254,30 @@ class CheckedOutput(nn.Module):
         return check_logits(out, batch=x.shape[0], num_classes=self.num_classes, classes_name=self.classes_name)
 
 
+@contextlib.contextmanager
+def leaves_no_trace(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Calls of ``model`` inside leave no trace: they run without gradients inside ``torch.random.fork_rng``
+    (CPU and ``device``), and on exit the model's buffers (batch-norm statistics), the state of every
+    ``torch.Generator`` its layers hold and every submodule's train/eval mode are restored, so the calls
+    that follow draw exactly what they would have drawn without them (the adapters' probes)."""
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [b.detach().clone() for b in model.buffers()]
+    generators = [
+        (g, g.get_state()) for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)
+    ]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers, strict=True):
+                b.copy_(saved)
+        for g, state in generators:
+            g.set_state(state)
+        for module, training in modes:
+            module.training = training
+
+
 def probe_classes(
     model: nn.Module,
     *,
@@ -263,17 +288,11 @@ def probe_classes(
     num_classes: int | None = None,
 ) -> int:
     """The number of classes ``model`` scores, from one call on one input (the middle of ``bounds``), checked with
-    :func:`check_logits`. The call leaves no trace: the RNG states (CPU and ``device``) and every submodule's
-    train/eval mode are restored, and it runs in eval mode without gradients (batch-norm statistics stay)."""
+    :func:`check_logits`. The call runs in eval mode and leaves no trace (:func:`leaves_no_trace`)."""
     dtype = next((t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
     x = torch.full(
         (1, *input_shape), (bounds[0] + bounds[1]) / 2, dtype=dtype or torch.get_default_dtype(), device=device
     )
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-            out = model.eval()(x)
-    finally:
-        for module, training in modes:
-            module.training = training
+    with leaves_no_trace(model, device):
+        out = model.eval()(x)
     return int(check_logits(out, batch=1, num_classes=num_classes, classes_name=classes_name).shape[1])
