@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from stochdef.defenses.validation import leaves_no_trace
+
 from .run import Run
 
 Cell = tuple[str, str, Any]  # (kind, key, payload), as engine.cells yields them
@@ -113,14 +115,15 @@ def balance(costs: Sequence[float], ranks: int) -> list[list[int]]:
 
 def forward_seconds(run: Run, *, repeat: int = 3) -> dict[str, float]:
     """Per-defense weight: the median wall time of one forward pass of the defense over the run's images, on
-    the run's device (after a warm-up pass; inside ``fork_rng``, so no cell's seeded stream moves). Loading
-    the models here also trains, once, any that has no checkpoint yet."""
+    the run's device (after a warm-up pass; inside ``leaves_no_trace``, so no cell's seeded stream, no layer's
+    own generator and no batch-norm statistic moves). Loading the models here also trains, once, any that has
+    no checkpoint yet."""
     device = torch.device(run.config.device)
     weights: dict[str, float] = {}
     for defense in run.config.defenses:
         model = run.model(defense)
         times = []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        with leaves_no_trace(model, device):
             for _ in range(repeat + 1):
                 start = time.perf_counter()
                 model(run.x)
