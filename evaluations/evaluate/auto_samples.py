@@ -1,7 +1,7 @@
 """``--samples auto``: how many EoT draws are enough, measured on the defense itself.
 
 The attacks run at 1 draw per gradient, then 2, 4, 8, ... (doubling, up to ``samples_cap``). After each
-doubling the worst-case robust accuracy at the card's eps (:mod:`.worst_case`, over every attack and library
+doubling the worst-case robust accuracy at the card's eps (:mod:`.outputs.worst_case`, over every attack and library
 run at that number of draws) is compared with the previous one; the doubling stops when it fell by no more
 than the half-width of its 95% interval, for every defense. The chosen count of a defense is the last count
 before that final doubling (twice as many draws changed nothing the sample can resolve). No attack library
@@ -27,9 +27,10 @@ from typing import Any
 
 from stochdef.defenses.files import atomic_write_text
 
-from .results import ResultsFile
-from .run import EvalConfig, Run
-from .worst_case import summary
+from .compute.run import Run
+from .config import EvalConfig
+from .outputs.worst_case import summary
+from .store.results import ResultsFile
 
 logger = logging.getLogger(__name__)
 FILE = "samples-auto.json"

@@ -17,32 +17,60 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stochdef.defenses.files import FileInUseError, atomic_write_text, exclusive_lock
 
 __all__ = [
-    "REQUIRED",
+    "JUDGED",
+    "KINDS",
     "CorruptResultsError",
     "FileInUseError",
+    "Kind",
     "ResultsFile",
     "cell_key",
     "cell_seed",
     "check_record",
+    "is_transient",
     "merge",
     "read_records",
+    "register_kind",
 ]
 
-_JUDGED = ("acc_single", "acc_single_ci", "acc_ensemble", "acc_ensemble_ci")
-#: The fields a record of each kind must hold (what the report and plots read; a cell's identity is its key);
-#: an attack cell either records why it was ``skipped`` or the judged fields.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "clean": ("random", *_JUDGED),
-    "attack": (),
-    "indicators": ("indicators",),
-    "transfer": ("acc_ensemble",),
-}
+JUDGED = ("acc_single", "acc_single_ci", "acc_ensemble", "acc_ensemble_ci")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a record of one kind must hold: ``required`` fields, and the judged fields (:data:`JUDGED`) too
+    unless it records why it was ``skipped`` (``judged``); ``transient`` kinds (a block of a cell) are parts of
+    another cell's record and never reach ``results.jsonl``."""
+
+    required: tuple[str, ...] = ()
+    judged: bool = False
+    transient: bool = False
+
+
+#: The record kinds, registered by the cell types (``grid/cells.py``, :func:`register_kind`); a cell's identity is
+#: its key, these are the fields the report and the plots read.
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str, kind: Kind) -> None:
+    """Register the record kind ``name`` (each cell type does, once); a second, different registration raises."""
+    if KINDS.get(name, kind) != kind:
+        raise ValueError(f"record kind {name!r} is registered twice, differently")
+    KINDS[name] = kind
+
+
+def is_transient(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is part of another cell's record (a block), never a cell of ``results.jsonl``."""
+    kind = KINDS.get(record.get("kind", ""))
+    return kind is not None and kind.transient
+
+
 # Fields that may differ between two computations of one cell without their results differing.
 _INCIDENTAL = frozenset({"seconds"})
 
@@ -70,12 +98,13 @@ def check_record(record: object) -> str | None:
     if not isinstance(record, dict) or not isinstance(record.get("key"), str):
         return "a record must be an object with a 'key'"
     kind = record.get("kind")
-    if kind not in REQUIRED:
+    spec = KINDS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
         return None
-    needed = REQUIRED[kind] + (() if kind != "attack" or "skipped" in record else _JUDGED)
+    needed = spec.required + (JUDGED if spec.judged and "skipped" not in record else ())
     missing = [field for field in needed if field not in record]
     if missing:
-        article = "an" if kind[0] in "aeiou" else "a"
+        article = "an" if str(kind)[0] in "aeiou" else "a"
         fields = f"field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
         return f"{article} {kind} record must have the {fields}"
     return None
@@ -217,6 +246,3 @@ class ResultsFile:
                 raise ValueError(f"cell {record['key']} is already recorded")
         self._records.update((record["key"], record) for record in records)
         self._write()
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self._records.values() if r.get("kind") == kind]

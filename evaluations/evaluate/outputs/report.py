@@ -6,14 +6,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ..figures import signed_text
-from ..libraries import ESTIMATORS
-from ..tables import markdown_table
-from .results import ResultsFile
-from .run import EvalConfig, attack_key, clean_key, indicator_key, transfer_key
-from .transfer import rho
+from ...figures import signed_text
+from ...libraries import ESTIMATORS
+from ...tables import markdown_table
+from ..compute.transfer import rho
+from ..config import EvalConfig
+from ..grid.cells import AttackCell, CleanCell, IndicatorCell, TransferCell
+from ..store.results import ResultsFile
 from .worst_case import section as worst_case_section
 
+NORM_NAMES = {"linf": "L-inf", "l2": "L2"}  # how the report and the plots name a threat model
 # The question each plot of plots.py answers, printed above it in the report.
 PLOT_QUESTIONS = {
     "accuracy_vs_eps.png": "How fast does each defense fall as eps grows, under the naive and the EoT attack?",
@@ -33,11 +35,12 @@ def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
     return f"{record[field]:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def _attack(
-    store: ResultsFile, c: EvalConfig, defense: str, library: str, attack: str, eps: float, samples: int
+def attack_record(
+    store: ResultsFile, c: EvalConfig, defense: str, library: str, name: str, eps: float, samples: int
 ) -> dict[str, Any] | None:
-    spec = c.attack_spec(attack, eps, samples)
-    return None if isinstance(spec, str) else store.get(attack_key(c, defense, library, spec))
+    """The record of one attack cell (``None`` when not computed, or when the threat model has no such cell)."""
+    attack = c.attack(name, eps, samples)
+    return None if isinstance(attack, str) else AttackCell.of(c, defense, library, attack).record(store)
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
@@ -50,8 +53,8 @@ def robust_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[st
     for attack in c.attacks:
         for library in c.libraries:
             cells = [
-                f"{_fmt(_attack(store, c, defense, library, attack, e, naive))} / "
-                f"{_fmt(_attack(store, c, defense, library, attack, e, eot))}"
+                f"{_fmt(attack_record(store, c, defense, library, attack, e, naive))} / "
+                f"{_fmt(attack_record(store, c, defense, library, attack, e, eot))}"
                 for e in sorted(c.eps)
             ]
             rows.append([attack, library, *cells])
@@ -66,7 +69,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         "# stochdef evaluation",
         "",
         f"Dataset **{c.dataset}** (first {c.n} held-out test images), seed {c.seed}, device `{c.device}`; "
-        f"L-inf attacks at eps {', '.join(map(str, sorted(c.eps)))}; PGD: {c.steps} steps of 2.5 eps / steps, "
+        f"{NORM_NAMES[c.norm]} attacks at eps {', '.join(map(str, sorted(c.eps)))}; PGD: {c.steps} steps of 2.5 eps / steps, "
         "no random start; true labels. " + (f"Run time: {seconds:.0f} s. " if seconds is not None else ""),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
@@ -82,7 +85,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
     ]
     clean_rows = []
     for d in c.defenses:
-        r = store.get(clean_key(c, d))
+        r = CleanCell.of(c, d).record(store)
         clean_rows.append([d, "—" if r is None else ("yes" if r["random"] else "no"), _fmt(r, "acc_single"), _fmt(r)])
     out += _table(["defense", "random", "one draw", f"ensemble ({c.judge_samples})"], clean_rows)
     out += ["", *worst_case_section(store, c)]
@@ -101,7 +104,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
 
 
 def indicator_section(store: ResultsFile, c: EvalConfig) -> list[str]:
-    records = [(d, store.get(indicator_key(c, d))) for d in c.defenses]
+    records = [(d, IndicatorCell.of(c, d).record(store)) for d in c.defenses]
     if not any(r for _, r in records):
         return []
     out = [
@@ -140,9 +143,9 @@ def transfer_matrix(store: ResultsFile, c: EvalConfig) -> dict[tuple[str, str], 
     for a in c.defenses:
         for b in c.defenses:
             cross, own, clean = (
-                store.get(transfer_key(c, a, b)),
-                store.get(transfer_key(c, b, b)),
-                store.get(clean_key(c, b)),
+                TransferCell.of(c, a, b).record(store),
+                TransferCell.of(c, b, b).record(store),
+                CleanCell.of(c, b).record(store),
             )
             if cross and own and clean:
                 matrix[(a, b)] = rho(clean["acc_ensemble"], cross["acc_ensemble"], own["acc_ensemble"])
@@ -173,7 +176,7 @@ def console_table(store: ResultsFile, c: EvalConfig) -> str:
     header = f"{'defense':<16}{'clean':>7}" + "".join(f"{f'eps {e} naive/EoT':>20}" for e in sorted(c.eps))
     lines = [header, "-" * len(header)]
     for d in c.defenses:
-        clean = store.get(clean_key(c, d))
+        clean = CleanCell.of(c, d).record(store)
         row = f"{d:<16}{(clean or {}).get('acc_ensemble', math.nan):>7.2f}"
         for e in sorted(c.eps):
             worst: list[float] = []
@@ -182,7 +185,7 @@ def console_table(store: ResultsFile, c: EvalConfig) -> str:
                     r["acc_ensemble"]
                     for lib in c.libraries
                     for a in c.attacks
-                    if (r := _attack(store, c, d, lib, a, e, s)) and "acc_ensemble" in r
+                    if (r := attack_record(store, c, d, lib, a, e, s)) and "acc_ensemble" in r
                 ]
                 if s == eot and not accs:  # deterministic: EoT = naive
                     accs = worst[:1]

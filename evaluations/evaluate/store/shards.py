@@ -27,13 +27,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .results import ResultsFile
-from .worst_case import fold_parts
+from .examples import fold_parts
+from .results import ResultsFile, is_transient
 
 logger = logging.getLogger(__name__)
 
 SHARDS = "shards"
-BLOCK = "block"  # engine.BLOCK: the records of a block, rows of an attack cell
 
 
 def shard_path(out: Path, rank: int) -> Path:
@@ -63,7 +62,7 @@ def merge_shards(store: ResultsFile, out: Path, *, remove: bool = True, order: S
     for path in paths:
         for record in ResultsFile(path):
             # a block of a cell (distributed.py) is computed again: its cell's record is made from all of them
-            if record["key"] not in store and record.get("kind") != BLOCK:
+            if record["key"] not in store and not is_transient(record):
                 new.setdefault(record["key"], record)
     if new:
         store.extend(list(new.values()))

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from ..figures import plt, save_figure, signed_text
-from .report import _attack, transfer_matrix
-from .results import ResultsFile
-from .run import EvalConfig, clean_key, indicator_key
+from ...figures import plt, save_figure, signed_text
+from ...libraries import PGD
+from ..config import EvalConfig
+from ..grid.cells import CleanCell, IndicatorCell
+from ..store.results import ResultsFile
+from .report import NORM_NAMES, attack_record, transfer_matrix
 
 NAIVE_STYLE: dict[str, Any] = {"linestyle": "--", "marker": "o"}
 EOT_STYLE: dict[str, Any] = {"linestyle": "-", "marker": "s"}
@@ -42,7 +44,7 @@ def _worst(records: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
 
 def worst_case(store: ResultsFile, c: EvalConfig, defense: str, eps: float, samples: int) -> dict[str, Any] | None:
     """The lowest-accuracy attack cell over attacks and libraries at ``eps`` with ``samples`` draws."""
-    return _worst([_attack(store, c, defense, lib, a, eps, samples) for lib in c.libraries for a in c.attacks])
+    return _worst([attack_record(store, c, defense, lib, a, eps, samples) for lib in c.libraries for a in c.attacks])
 
 
 def _curve(points: Sequence[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +85,7 @@ def accuracy_vs_eps(store: ResultsFile, c: EvalConfig, out: Path) -> str:
     eps = sorted(c.eps)
     fig, axes = _grid(len(c.defenses))
     for ax, d in zip(axes.flat, c.defenses, strict=False):
-        clean = store.get(clean_key(c, d))
+        clean = CleanCell.of(c, d).record(store)
         random = bool(clean and clean.get("random"))
         # EoT first, so that the dashed naive line stays visible on top where the two coincide
         for samples, style, color in ((eot, EOT_STYLE, "tab:blue"), (naive, NAIVE_STYLE, "tab:orange")):
@@ -96,7 +98,7 @@ def accuracy_vs_eps(store: ResultsFile, c: EvalConfig, out: Path) -> str:
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=FONT - 1)
-    _labels(axes, len(c.defenses), "eps (L-inf; 0 = clean)", "robust accuracy")
+    _labels(axes, len(c.defenses), f"eps ({NORM_NAMES[c.norm]}; 0 = clean)", "robust accuracy")
     handles = [
         plt.Line2D([], [], color="tab:orange", **NAIVE_STYLE),
         plt.Line2D([], [], color="tab:blue", **EOT_STYLE),
@@ -137,15 +139,15 @@ def _header(fig: Any, title: str, handles: list[Any], labels: list[str], *, ncol
 
 def deterministic_defenses(store: ResultsFile, c: EvalConfig) -> list[str]:
     """The defenses whose clean cell found them deterministic (EoT equals the naive attack on them)."""
-    return [d for d in c.defenses if (r := store.get(clean_key(c, d))) is not None and not r.get("random")]
+    return [d for d in c.defenses if (r := CleanCell.of(c, d).record(store)) is not None and not r.get("random")]
 
 
 def samples_curve(store: ResultsFile, c: EvalConfig, defense: str, attack: str, eps: float) -> list[Any]:
     """Per value of ``c.samples`` (ascending), the lowest-accuracy cell of ``attack`` over the libraries."""
-    return [_worst([_attack(store, c, defense, lib, attack, eps, s) for lib in c.libraries]) for s in sorted(c.samples)]
+    return [_worst([attack_record(store, c, defense, lib, attack, eps, s) for lib in c.libraries]) for s in sorted(c.samples)]
 
 
-def accuracy_vs_samples(store: ResultsFile, c: EvalConfig, out: Path, *, attack: str = "pgd") -> str | None:
+def accuracy_vs_samples(store: ResultsFile, c: EvalConfig, out: Path, *, attack: str = PGD.name) -> str | None:
     """Per eps: the attack's robust accuracy vs EoT draws per gradient, one line per random defense (the lowest
     over libraries), 95% bands; deterministic defenses are named, not drawn (every draw is the same)."""
     samples = sorted(c.samples)
@@ -192,7 +194,7 @@ def _column(name: str) -> str:
 def indicator_grid(store: ResultsFile, c: EvalConfig) -> tuple[list[str], list[str], np.ndarray, list[list[str]]]:
     """Rows (defenses with indicators), columns (indicator names), state (1 fired, 0 quiet, nan not applicable)
     and each cell's text (the measured value, or "n/a")."""
-    records = {d: r for d in c.defenses if (r := store.get(indicator_key(c, d)))}
+    records = {d: r for d in c.defenses if (r := IndicatorCell.of(c, d).record(store))}
     names = list(dict.fromkeys(_column(i["name"]) for r in records.values() for i in r["indicators"]))
     rows = list(records)
     state = np.full((len(rows), len(names)), np.nan)
@@ -239,11 +241,11 @@ def calibration(store: ResultsFile, c: EvalConfig, out: Path, *, library: str | 
         cell.set_visible(False)
     for k, d in enumerate(c.defenses):
         top, bottom = cells.flat[k].subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1.0]})
-        adv = _attack(store, c, d, lib, "pgd", c.eps_mid, max(c.samples))
+        adv = attack_record(store, c, d, lib, PGD.name, c.eps_mid, max(c.samples))
         if adv is None or "skipped" in adv:
-            adv = _attack(store, c, d, lib, "pgd", c.eps_mid, min(c.samples))
+            adv = attack_record(store, c, d, lib, PGD.name, c.eps_mid, min(c.samples))
         kinds = set()
-        for m, (record, color) in enumerate(((store.get(clean_key(c, d)), "tab:blue"), (adv, "tab:red"))):
+        for m, (record, color) in enumerate(((CleanCell.of(c, d).record(store), "tab:blue"), (adv, "tab:red"))):
             if not record or "calibration" not in record:
                 continue
             bins = record["calibration"]

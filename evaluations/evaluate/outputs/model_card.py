@@ -21,15 +21,20 @@ from typing import Any
 
 from stochdef.defenses.files import atomic_write_text
 
-from . import auto_samples, worst_case
-from .results import ResultsFile
-from .run import EvalConfig, clean_key, indicator_key
+from ... import libraries
+
+from .. import auto_samples
+from ..config import EvalConfig
+from ..grid.cells import CleanCell, IndicatorCell
+from ..store import examples
+from ..store.results import ResultsFile
+from . import worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
 
 def card_path(out: Path, c: EvalConfig, defense: str) -> Path:
-    return worst_case.output_path(out, c.defenses, defense, "model-card", ".json")
+    return examples.output_path(out, c.defenses, defense, "model-card", ".json")
 
 
 def forward_passes(store: ResultsFile, defense: str) -> int:
@@ -40,12 +45,12 @@ def forward_passes(store: ResultsFile, defense: str) -> int:
 def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str, Any]:
     """The model card of ``defense`` from a finished store and its run folder."""
     eps = max(c.eps)
-    clean = store.get(clean_key(c, defense)) or {}
+    clean = CleanCell.of(c, defense).record(store) or {}
     worst = worst_case.summary(store, c, defense, eps)
-    indicators = store.get(indicator_key(c, defense))
+    indicators = IndicatorCell.of(c, defense).record(store)
     fired = None if indicators is None else [i["name"] for i in indicators["indicators"] if i["fired"]]
-    npz_path = worst_case.worst_case_path(out, c.defenses, defense)
-    examples = worst_case.read(npz_path)
+    npz_path = examples.worst_case_path(out, c.defenses, defense)
+    arrays = examples.read(npz_path)
     chosen = auto_samples.read(out)
     versions: dict[str, str] = next((r["versions"] for r in store if "versions" in r), {})
     return {
@@ -77,15 +82,21 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "samples_auto": None if chosen is None else chosen["defenses"].get(defense),
         "steps": c.steps,
         "restarts": c.restarts,
-        "square_queries": c.queries if "square" in c.attacks else None,
+        **budgets(c),
         "forward_passes": forward_passes(store, defense),
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
         "seed": c.seed,
         "versions": versions,
-        "worst_case_file": npz_path.name if examples is not None else None,
-        "examples": [] if examples is None else per_example(examples),
+        "worst_case_file": npz_path.name if arrays is not None else None,
+        "examples": [] if arrays is None else per_example(arrays),
     }
+
+
+def budgets(c: EvalConfig) -> dict[str, Any]:
+    """The budgets the run's attacks took (``restarts``; ``square_queries`` when an attack takes queries)."""
+    takes_queries = any(libraries.get(name).takes_queries for name in c.attacks)
+    return {"square_queries": c.queries if takes_queries else None}
 
 
 def per_example(arrays: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@
 accuracy over attacks and libraries of each defense, one draw per gradient (naive) and EoT; which
 indicators fire on which defense; and in how many cells the libraries' 95% intervals agree. The
 README quotes ``evaluations/reports/evaluate/reading.txt``, which
-``python -m stochdef.evaluations.evaluate.reading [FOLDER]`` writes from ``FOLDER/results.jsonl``
+``python -m stochdef.evaluations.evaluate.outputs.reading [FOLDER]`` writes from ``FOLDER/results.jsonl``
 (default: the committed report); the test suite checks both against the committed records.
 
 Example:
@@ -31,6 +31,8 @@ from typing import Any
 
 from stochdef.defenses.files import atomic_write_text
 
+from ..grid.cells import AttackCell, CleanCell, IndicatorCell
+
 Record = dict[str, Any]
 REPORT = Path("evaluations/reports/evaluate")
 
@@ -43,7 +45,7 @@ def lowest(records: Iterable[Record]) -> dict[tuple[str, float, str], float]:
     """``(defense, eps, "naive" | "eot") -> `` the lowest ``acc_ensemble`` over attacks and libraries."""
     out: dict[tuple[str, float, str], float] = {}
     for r in records:
-        if r.get("kind") != "attack" or "acc_ensemble" not in r:
+        if r.get("kind") != AttackCell.kind or "acc_ensemble" not in r:
             continue
         key = (r["defense"], float(r["eps"]), "naive" if r["samples"] == 1 else "eot")
         out[key] = min(out.get(key, 1.0), float(r["acc_ensemble"]))
@@ -55,7 +57,7 @@ def agreement(records: Iterable[Record]) -> tuple[int, int]:
     95% intervals (the largest lower end at most the smallest upper end)."""
     groups: dict[tuple[Any, ...], list[tuple[float, float]]] = defaultdict(list)
     for r in records:
-        if r.get("kind") == "attack" and "acc_ensemble_ci" in r:
+        if r.get("kind") == AttackCell.kind and "acc_ensemble_ci" in r:
             low, high = r["acc_ensemble_ci"]
             groups[(r["defense"], r["attack"], float(r["eps"]), r["samples"])].append((low, high))
     shared = [g for g in groups.values() if len(g) >= 2]
@@ -68,14 +70,14 @@ def fired(records: Iterable[Record]) -> dict[str, list[str]]:
     return {
         r["defense"]: [i["name"] for i in r["indicators"] if i.get("fired")]
         for r in records
-        if r.get("kind") == "indicators"
+        if r.get("kind") == IndicatorCell.kind
     }
 
 
 def reading(records: list[Record]) -> str:
     """The reading of an evaluation's records (see the module docstring)."""
     low = lowest(records)
-    defenses = list(dict.fromkeys(r["defense"] for r in records if r.get("kind") == "clean"))
+    defenses = list(dict.fromkeys(r["defense"] for r in records if r.get("kind") == CleanCell.kind))
     epsilons = sorted({eps for _, eps, _ in low})
     per_eps = []
     for eps in epsilons:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..stats import wilson_interval
+from ...stats import wilson_interval
 
 MARK = "#rows "
 _PATTERN = re.compile(r"^(.*)#rows (\d+)-(\d+)$", re.DOTALL)

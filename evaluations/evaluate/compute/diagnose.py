@@ -1,13 +1,15 @@
 """Run the gradient-obfuscation checks of :mod:`.indicators` on one defense of an evaluation run.
 
 All attacks here are in-house L-inf attacks at the run's middle eps with the run's largest EoT sample
-count (the adaptive attack), so the checks speak about the attack an honest evaluation relies on. The
-surrogate for transfer checks is a deterministic network of another architecture from the zoo.
+count (the adaptive attack), inside the run's bounds, so the checks speak about the attack an honest
+evaluation relies on, in its threat model. The surrogate for transfer checks is a deterministic network of
+another architecture from the zoo (:func:`surrogate_for`); the indicator cell (:mod:`..grid.cells`) loads it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,11 +17,23 @@ from torch import nn
 
 from stochdef.adapters import EoT, ensemble_accuracy, eot_gradient, eot_value_and_grad, fix_randomness
 
-from ..attacks import fgsm, pgd
+from ...attacks import fgsm, pgd
 from . import indicators as ind
-from .run import Run
 
 SURROGATES = ("vanilla-mlp", "vanilla-cnn")
+GRADIENT_PASSES = 3.0  # a forward and a backward pass cost about three forwards
+
+
+def indicator_passes(steps: int, samples: int, judge: int, n_eps: int) -> float:
+    """Forward-pass equivalents per image of :func:`diagnose`: its PGD runs (twice the steps, the unbounded one,
+    one per other eps, the fixed-randomness and surrogate ones), its FGSM and about ``steps + n_eps + 6``
+    ensemble verdicts.
+
+    >>> indicator_passes(10, 1, 1, 3)
+    238.0
+    """
+    gradient_steps = samples * (2 * steps + max(steps, 10) + (n_eps - 1) * steps + 1 + 2) + 2 * steps
+    return GRADIENT_PASSES * gradient_steps + judge * (steps + n_eps + 6)
 
 
 def noise_slack(n: int) -> float:
@@ -32,18 +46,34 @@ def surrogate_for(defense: str) -> str:
     return SURROGATES[1] if defense == SURROGATES[0] else SURROGATES[0]
 
 
-def diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
-    """Every indicator for ``defense``, as dicts; each fired one also raised an ``ObfuscationWarning`` naming it."""
+@dataclass(frozen=True)
+class Checks:
+    """The settings of one defense's checks: ``eps`` (the run's middle one), every eps of the run, the attacks'
+    ``steps``, the run's ``bounds``, EoT ``samples`` per gradient and the ``judge``'s draws (1 and 1 on a
+    deterministic defense, where every draw is the same), and the ``seed`` that fixes the randomness."""
+
+    eps: float
+    eps_all: tuple[float, ...]
+    steps: int
+    bounds: tuple[float, float]
+    samples: int
+    judge: int
+    seed: int
+
+
+def diagnose(
+    model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, checks: Checks, *, defense: str
+) -> list[dict[str, Any]]:
+    """Every indicator for ``model`` (named ``defense`` in the warnings), as dicts; each fired one also raised an
+    ``ObfuscationWarning`` naming it. ``surrogate`` is a deterministic model to make transfer attacks on."""
     with ind.about(defense):
-        return _diagnose(run, defense)
+        return _diagnose(model, surrogate, x, y, checks)
 
 
-def _diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
-    c = run.config
-    model, x, y = run.model(defense), run.x, run.y
-    # a deterministic defense needs one draw where a random one needs many: the numbers are the same
-    samples, judge = run.draws(defense, max(c.samples)), run.draws(defense, c.judge_samples)
-    eps, bounds = c.eps_mid, (0.0, 1.0)
+def _diagnose(
+    model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Checks
+) -> list[dict[str, Any]]:
+    samples, judge, eps, bounds = c.samples, c.judge, c.eps, c.bounds
     slack = noise_slack(len(x))
 
     def accuracy(m: nn.Module, x_adv: torch.Tensor) -> float:
@@ -92,7 +122,6 @@ def _diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
     found.append(ind.silent_success(torch.stack(fooled), fooled_final))
     # Pintor et al.'s indicators explain failures: they look only at the points the attack failed on.
     failed = ~fooled_final
-    surrogate = run.model(surrogate_for(defense))
     on_surrogate = attack(surrogate, eps, samples=1)
     if bool(failed.any()):
         found.append(ind.incomplete_optimization(torch.stack(losses)[:, failed]))
@@ -115,14 +144,15 @@ def _diagnose(run: Run, defense: str) -> list[dict[str, Any]]:
         )
         found += [_not_applicable(name) for name in names]
 
-    # eps = the whole box; steps of 0.1 reach any point of it within 10 steps
-    unbounded = attack(model, bounds[1] - bounds[0], steps=max(c.steps, 10), step=0.1)
+    # eps = the whole box; steps of a tenth of it reach any point of it within 10 steps
+    width = bounds[1] - bounds[0]
+    unbounded = attack(model, width, steps=max(c.steps, 10), step=0.1 * width)
     found.append(ind.unconstrained_attack_failure(accuracy(model, unbounded.x_adv)))
 
     acc_white = accuracy(model, white_x)
     acc_fgsm = accuracy(model, fgsm(model, x, y, eps=eps, bounds=bounds, samples=samples).x_adv)
     found.append(ind.iterative_beats_single_step(acc_fgsm, acc_white, slack=slack))
-    by_eps = {e: (acc_white if e == eps else accuracy(model, attack(model, e).x_adv)) for e in c.eps}
+    by_eps = {e: (acc_white if e == eps else accuracy(model, attack(model, e).x_adv)) for e in c.eps_all}
     found.append(ind.accuracy_monotone_in_eps(by_eps, slack=slack))
     noisy = (x + eps * torch.sign(torch.randn_like(x))).clamp(*bounds)
     found.append(
