@@ -168,13 +168,15 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
     zoo_data = args.data is None
     if not zoo_data and config.indicators:
         # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
-        logging.getLogger(__name__).warning("the gradient-obfuscation indicators need a zoo data set: not run on --data")
+        logging.getLogger(__name__).warning(
+            "the gradient-obfuscation indicators need a zoo data set: not run on --data"
+        )
     return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), x, y, models
 
 
 def build_from_args(args: argparse.Namespace) -> EvalConfig:
     """The config of the parsed options: every :data:`SETTINGS` entry that is a config field, through
     :func:`build_config` as ``evaluate_model`` does (``--checkpoint`` with ``--model`` is loaded into the model)."""
-    fields = {s.name: getattr(args, s.name) for s in SETTINGS if s.name in FIELDS}
+    fields = {s.name: getattr(args, s.name) for s in SETTINGS if s.name in FIELDS - {"samples", "samples_cap"}}
     fields["checkpoint"] = None if args.checkpoint is None or args.model else str(args.checkpoint)
     return build_config(samples=args.samples, samples_cap=args.samples_cap, **fields)

@@ -36,10 +36,10 @@ from stochdef.defenses.files import atomic_write_text
 from stochdef.defenses.validation import check_bounds, check_input
 
 from .. import libraries as attack_libraries
-from . import auto_samples
 from .config import DEFAULT_SAMPLES_CAP, EvalConfig, build_config, own_model_config
 from .engine import local, prepare
 from .outputs import model_card, worst_case
+from .store import samples_auto
 from .store.results import ResultsFile
 from .user_model import fingerprint, load_checkpoint
 
@@ -199,7 +199,7 @@ def write_outputs(store: ResultsFile, c: EvalConfig, out: Path, *, seconds: floa
 
     plots = all_plots(store, c, out)
     text = markdown(store, c, seconds=seconds, plots=plots)
-    extra = auto_samples.section(out)
+    extra = samples_auto.report_lines(out)
     if extra:
         text = text.rstrip("\n") + "\n\n" + "\n".join(extra)
     atomic_write_text(out / "report.md", text)

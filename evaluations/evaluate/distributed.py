@@ -74,7 +74,10 @@ def rank_device(device: str, local_rank: int, gpus: int | None = None) -> str:
 def phases(everything: list[Cell]) -> list[list[Cell]]:
     """The cells in the order the ranks may compute them: the clean cells, whose records the others read,
     then all the rest."""
-    return [[c for c in everything if isinstance(c, CleanCell)], [c for c in everything if not isinstance(c, CleanCell)]]
+    return [
+        [c for c in everything if isinstance(c, CleanCell)],
+        [c for c in everything if not isinstance(c, CleanCell)],
+    ]
 
 
 def _init(device: str) -> tuple[Any, bool]:

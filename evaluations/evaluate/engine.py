@@ -96,8 +96,9 @@ def prepare(
     return Inputs(x, y, num_classes, dict(models or {}))
 
 
-def open_run(config: EvalConfig, store: ResultsFile, inputs: Inputs) -> Run:
-    """The :class:`Run` of ``config`` on ``inputs`` that records into ``store``."""
+def open_run(config: EvalConfig, store: ResultsFile, inputs: Inputs | None = None) -> Run:
+    """The :class:`Run` of ``config`` on ``inputs`` (:func:`prepare` d if not given) that records into ``store``."""
+    inputs = prepare(config) if inputs is None else inputs
     return Run(config, store, inputs.x, inputs.y, inputs.num_classes, models=dict(inputs.models))
 
 

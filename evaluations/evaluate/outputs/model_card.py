@@ -22,11 +22,9 @@ from typing import Any
 from stochdef.defenses.files import atomic_write_text
 
 from ... import libraries
-
-from .. import auto_samples
 from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
-from ..store import examples
+from ..store import examples, samples_auto
 from ..store.results import ResultsFile
 from . import worst_case
 
@@ -51,7 +49,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
     fired = None if indicators is None else [i["name"] for i in indicators["indicators"] if i["fired"]]
     npz_path = examples.worst_case_path(out, c.defenses, defense)
     arrays = examples.read(npz_path)
-    chosen = auto_samples.read(out)
+    chosen = samples_auto.read(out)
     versions: dict[str, str] = next((r["versions"] for r in store if "versions" in r), {})
     return {
         "schema": SCHEMA,

@@ -144,7 +144,10 @@ def deterministic_defenses(store: ResultsFile, c: EvalConfig) -> list[str]:
 
 def samples_curve(store: ResultsFile, c: EvalConfig, defense: str, attack: str, eps: float) -> list[Any]:
     """Per value of ``c.samples`` (ascending), the lowest-accuracy cell of ``attack`` over the libraries."""
-    return [_worst([attack_record(store, c, defense, lib, attack, eps, s) for lib in c.libraries]) for s in sorted(c.samples)]
+    return [
+        _worst([attack_record(store, c, defense, lib, attack, eps, s) for lib in c.libraries])
+        for s in sorted(c.samples)
+    ]
 
 
 def accuracy_vs_samples(store: ResultsFile, c: EvalConfig, out: Path, *, attack: str = PGD.name) -> str | None:

@@ -69,7 +69,8 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         "# stochdef evaluation",
         "",
         f"Dataset **{c.dataset}** (first {c.n} held-out test images), seed {c.seed}, device `{c.device}`; "
-        f"{NORM_NAMES[c.norm]} attacks at eps {', '.join(map(str, sorted(c.eps)))}; PGD: {c.steps} steps of 2.5 eps / steps, "
+        f"{NORM_NAMES[c.norm]} attacks at eps {', '.join(map(str, sorted(c.eps)))}; "
+        f"PGD: {c.steps} steps of 2.5 eps / steps, "
         "no random start; true labels. " + (f"Run time: {seconds:.0f} s. " if seconds is not None else ""),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",

@@ -16,11 +16,11 @@ from torch import nn
 
 from stochdef.adapters import EoT
 from stochdef.evaluations import evaluate_model
-from stochdef.evaluations.evaluate import EvalConfig, cells
-from stochdef.evaluations.evaluate.accounting import count_forward
+from stochdef.evaluations.evaluate import AttackCell, EvalConfig, grid
 from stochdef.evaluations.evaluate.auto_samples import settled
-from stochdef.evaluations.evaluate.worst_case import summary_of
-from stochdef.evaluations.libraries import DEFAULT_EVAL_ATTACKS
+from stochdef.evaluations.evaluate.compute.accounting import count_forward
+from stochdef.evaluations.evaluate.outputs.worst_case import summary_of
+from stochdef.evaluations.libraries import DEFAULT_ATTACKS
 
 
 def test_summary_of_is_the_per_example_and() -> None:
@@ -79,25 +79,18 @@ def test_samples_auto_doubles_until_the_worst_case_settles(
     assert "--samples auto" in (tmp_path / "report.md").read_text()
 
 
-class Probe:
-    """The part of a Run that ``cells`` reads."""
-
-    def __init__(self, c: EvalConfig) -> None:
-        self.config = c
-
-
 def test_the_default_grid_runs_apgd_ce_with_eot() -> None:
     config = EvalConfig()
-    assert "apgd-ce" in DEFAULT_EVAL_ATTACKS == config.attacks and max(config.samples) > 1
-    grid = [p for kind, _, p in cells(Probe(config)) if kind == "attack"]  # type: ignore[arg-type]
-    eot_apgd = {lib for _, lib, spec in grid if spec.attack == "apgd-ce" and spec.samples > 1}
+    assert "apgd-ce" in DEFAULT_ATTACKS == config.attacks and max(config.samples) > 1
+    cells = [c for c in grid(config) if isinstance(c, AttackCell)]
+    eot_apgd = {c.library for c in cells if c.attack.name == "apgd-ce" and c.attack.samples > 1}
     assert {"art", "torchattacks"} <= eot_apgd
 
 
 def test_an_l2_config_runs_no_fgsm_cell() -> None:
     config = EvalConfig(norm="l2", eps=(1.0,), indicators=False, transfer=False)
-    grid = [p for kind, _, p in cells(Probe(config)) if kind == "attack"]  # type: ignore[arg-type]
-    assert grid and all(spec.attack != "fgsm" and spec.norm == "l2" for _, _, spec in grid)
+    cells = [c for c in grid(config) if isinstance(c, AttackCell)]
+    assert cells and all(c.attack.name != "fgsm" and c.attack.norm == "l2" for c in cells)
     with pytest.raises(ValueError, match="norm"):
         EvalConfig(norm="l1")
     with pytest.raises(ValueError, match="bounds"):

@@ -11,19 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.evaluations.evaluate import plots
-from stochdef.evaluations.evaluate.report import markdown, transfer_section
-from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.evaluate.run import (
-    EvalConfig,
-    Judge,
-    attack_key,
-    clean_key,
-    indicator_key,
-    output_kind,
-    transfer_key,
-)
-from stochdef.evaluations.libraries import AttackSpec
+from stochdef.evaluations.evaluate import AttackCell, CleanCell, EvalConfig, IndicatorCell, TransferCell
+from stochdef.evaluations.evaluate.compute.judge import Judge, output_kind
+from stochdef.evaluations.evaluate.outputs import plots
+from stochdef.evaluations.evaluate.outputs.report import markdown, transfer_section
+from stochdef.evaluations.evaluate.store.results import ResultsFile
 from stochdef.evaluations.stats import wilson_interval
 
 C = EvalConfig(
@@ -53,12 +45,12 @@ def _accuracy(defense: str, library: str, attack: str, eps: float, samples: int)
 def store(tmp_path: Path) -> ResultsFile:
     s = ResultsFile(tmp_path / "results.jsonl")
     for d in C.defenses:
-        s.add({"key": clean_key(C, d), "kind": "clean", "defense": d, "random": d == "noisy", **_acc(45)})
+        s.add({"key": CleanCell.of(C, d).key, "kind": "clean", "defense": d, "random": d == "noisy", **_acc(45)})
         for attack in C.attacks:
             for eps in C.eps:
                 for samples in C.samples:
                     for lib in C.libraries:
-                        key = attack_key(C, d, lib, AttackSpec(attack, eps, samples=samples, steps=C.steps))
+                        key = AttackCell.of(C, d, lib, C.attack(attack, eps, samples)).key  # type: ignore[arg-type]
                         if samples > 1 and d == "plain":
                             s.add({"key": key, "kind": "attack", "skipped": "deterministic defense"})
                         else:
@@ -70,12 +62,12 @@ def store(tmp_path: Path) -> ResultsFile:
             {"name": f"unstable_predictions[EoT {16 if d == 'noisy' else 1}]", "source": "Pintor et al. 2022",
              "fired": False, "value": 0.0, "threshold": 0.0, "detail": "the attack succeeded on every point"},
         ]  # fmt: skip
-        s.add({"key": indicator_key(C, d), "kind": "indicators", "defense": d, "indicators": indicators})
+        s.add({"key": IndicatorCell.of(C, d).key, "kind": "indicators", "defense": d, "indicators": indicators})
     # rho(noisy -> plain) slightly negative: plain is a little *more* accurate on noisy's examples than clean
     for a, b, acc in [("plain", "plain", 5), ("noisy", "noisy", 5), ("plain", "noisy", 20), ("noisy", "plain", 45)]:
         s.add(
             {
-                "key": transfer_key(C, a, b),
+                "key": TransferCell.of(C, a, b).key,
                 "kind": "transfer",
                 **_acc(acc),
                 **({"acc_ensemble": 0.903} if a == "noisy" and b == "plain" else {}),

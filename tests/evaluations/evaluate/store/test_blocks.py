@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from stochdef.evaluations.evaluate import EvalConfig
-from stochdef.evaluations.evaluate.blocks import block_bits, block_key, block_rows, combine, parse_block_key
-from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.evaluate.run import Judge
-from stochdef.evaluations.evaluate.shards import merge_shards, shard_path
+from stochdef.evaluations.evaluate.compute.judge import Judge
+from stochdef.evaluations.evaluate.store.blocks import block_bits, block_key, block_rows, combine, parse_block_key
+from stochdef.evaluations.evaluate.store.results import ResultsFile
+from stochdef.evaluations.evaluate.store.shards import merge_shards, shard_path
 
 
 def test_blocks_of_a_deterministic_model_combine_into_the_whole_batchs_verdict() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stochdef.evaluations.evaluate.results import CorruptResultsError, ResultsFile, cell_key, cell_seed
+from stochdef.evaluations.evaluate.store.results import CorruptResultsError, ResultsFile, cell_key, cell_seed
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.evaluations.evaluate import indicators as ind
+from stochdef.evaluations.evaluate.compute import indicators as ind
 
 
 def _quiet(indicator: ind.Indicator) -> None:

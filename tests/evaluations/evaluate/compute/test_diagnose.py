@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from stochdef.evaluations.evaluate import EvalConfig, Run
-from stochdef.evaluations.evaluate.diagnose import diagnose
-from stochdef.evaluations.evaluate.indicators import ObfuscationWarning
-from stochdef.evaluations.evaluate.results import ResultsFile
+from stochdef.evaluations.evaluate import EvalConfig, IndicatorCell, Run
+from stochdef.evaluations.evaluate.compute.indicators import ObfuscationWarning
+from stochdef.evaluations.evaluate.store.results import ResultsFile
 
 
 def _run(tmp_path: Path, digits, models: dict[str, nn.Module], samples: tuple[int, ...]) -> Run:  # type: ignore[no-untyped-def]
@@ -28,6 +27,12 @@ def _run(tmp_path: Path, digits, models: dict[str, nn.Module], samples: tuple[in
     return run
 
 
+def diagnose(run: Run) -> list[dict]:
+    """The indicators of the run's defense ``target``, as its indicator cell computes them."""
+    found: list[dict] = IndicatorCell.of(run.config, "target").compute(run)["indicators"]
+    return found
+
+
 def _fired(indicators: list[dict]) -> set[str]:
     return {i["name"] for i in indicators if i["fired"]}
 
@@ -41,7 +46,7 @@ ATTACK_PATH = {"silent_success", "incomplete_optimization"}
 def test_quiet_on_a_clean_deterministic_model(tmp_path: Path, digits, plain_digits_mlp: nn.Module) -> None:
     torch.manual_seed(0)
     run = _run(tmp_path, digits, {"target": plain_digits_mlp, "vanilla-mlp": plain_digits_mlp}, samples=(1, 8))
-    indicators = {i["name"]: i for i in diagnose(run, "target")}
+    indicators = {i["name"]: i for i in diagnose(run)}
     assert len(indicators) == 14
     assert _fired(list(indicators.values())) - ATTACK_PATH == set()
     # the independent path: plain autograd PGD with the same steps, judged by argmax after every step
@@ -62,6 +67,6 @@ def test_fires_on_a_noisy_model_under_single_draw_attack(
     torch.manual_seed(0)
     run = _run(tmp_path, digits, {"target": noisy_digits_mlp, "vanilla-mlp": plain_digits_mlp}, samples=(1,))
     with pytest.warns(ObfuscationWarning):
-        fired = _fired(diagnose(run, "target"))
+        fired = _fired(diagnose(run))
     assert "randomized" in fired
     assert "unstable_predictions[1 draw]" in fired

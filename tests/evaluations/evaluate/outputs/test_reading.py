@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stochdef.evaluations.evaluate import reading as reading_module
+from stochdef.evaluations.evaluate.outputs import reading as reading_module
 
 ROOT = Path(__file__).resolve().parents[3]
 REPORT = ROOT / reading_module.REPORT
@@ -14,7 +14,9 @@ REPORT = ROOT / reading_module.REPORT
 
 def test_committed_reading_is_generated_from_the_committed_records() -> None:
     text = reading_module.reading(reading_module.load(REPORT))
-    assert (REPORT / "reading.txt").read_text() == text + "\n", "run: python -m stochdef.evaluations.evaluate.reading"
+    assert (REPORT / "reading.txt").read_text() == text + "\n", (
+        "run: python -m stochdef.evaluations.evaluate.outputs.reading"
+    )
     assert text in (ROOT / "README.md").read_text()
 
 
