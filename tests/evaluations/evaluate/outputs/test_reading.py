@@ -8,7 +8,7 @@ import pytest
 
 from stochdef.evaluations.evaluate.outputs import reading as reading_module
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 REPORT = ROOT / reading_module.REPORT
 
 
