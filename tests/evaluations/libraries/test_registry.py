@@ -136,7 +136,7 @@ def test_make_names_a_setting_the_attack_does_not_take() -> None:
     assert make("square", eps=0.1, queries=10) == Square(eps=0.1, queries=10)
 
 
-ATTACK_MODULE = '''
+ATTACK_MODULE = """
 from dataclasses import dataclass
 from stochdef.evaluations.libraries.base import Attack
 
@@ -145,7 +145,7 @@ class Made(Attack):
     name = "{name}"
     rank = 0
     runners = {{"inhouse": "none", "foolbox": "none", "art": "none", "torchattacks": "none"}}
-'''
+"""
 
 
 def _package(root: Path, package: str, modules: dict[str, str]) -> None:
