@@ -51,6 +51,7 @@ def tiny(digits) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:  # type: ignor
 
 
 def test_every_attack_has_an_entry_for_every_library() -> None:
+    assert {get(attack).name for attack in names()} == set(names())  # (was: the table's rows are the attacks)
     assert set(ESTIMATORS) == set(LIBRARIES)
     for attack in names():
         row = get(attack).runners
