@@ -95,7 +95,7 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def reseed(seed: int) -> None:
     """Seed torch and NumPy (every library's attack starts from the same state)."""
-    torch.manualreseed(seed)
+    torch.manual_seed(seed)
     np.random.seed(seed)
 
 

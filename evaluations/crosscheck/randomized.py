@@ -82,7 +82,7 @@ def localsearch_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: tor
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, samples: int, seed: int) -> torch.Tensor:
     """Per example: is the ensemble prediction (logits averaged over ``samples`` draws, fixed seed) correct."""
-    torch.manualreseed(seed)
+    torch.manual_seed(seed)
     with torch.no_grad():
         logits = expectation(model, x, samples=samples)
     return logits.argmax(1) == y
@@ -101,7 +101,7 @@ def weaker_by_design(
     """
     share, _ = stall_share(model, x_adv, y, spec.bounds, samples=spec.samples)
     stalled = (1 + spec.overshoot) * share < 1
-    torch.manualreseed(seed)
+    torch.manual_seed(seed)
     with torch.no_grad():
         hits = sum((expectation(model, x_adv, samples=spec.samples).argmax(1) != y).long() for _ in range(RETESTS))
     on_boundary = (hits > 0) & (hits < RETESTS)
