@@ -1,8 +1,8 @@
 """stochdef.evaluations: everything that attacks or measures a defense, one sub-package per job.
 
 * :mod:`.attacks` -- the in-house reference attacks (FGSM, PGD/BIM, DeepFool, LocalSearch);
-* :mod:`.libraries` -- the one table of how each library (in-house, Foolbox 3, ART, torchattacks) runs each
-  attack, or why it has no counterpart;
+* :mod:`.libraries` -- every attack as one object (its settings, cost, and how each library, ``inhouse``,
+  Foolbox 3, ART or torchattacks, runs it, or why it has no counterpart) and the registry of them;
 * :mod:`.evaluate` -- ``stochdef evaluate``: every defense x library x attack, naive and EoT, with the
   gradient-obfuscation checks, the transfer matrix, the report and plots;
 * :mod:`.crosscheck` -- ``stochdef crosscheck``: the in-house attacks against the libraries;

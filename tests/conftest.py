@@ -61,9 +61,9 @@ def _library_fgsm(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, library: str, eps: float, samples: int
 ) -> torch.Tensor:
     """FGSM from ``library`` through its stochdef adapter, checked to be a valid eps-perturbation in [0, 1]."""
-    from stochdef.evaluations.libraries import AttackSpec, run
+    from stochdef.evaluations.libraries import FGSM, run
 
-    adv = run(library, AttackSpec("fgsm", eps, samples=samples), model, x, y, num_classes=10)
+    adv = run(library, FGSM(eps=eps, samples=samples), model, x, y, num_classes=10)
     assert adv.shape == x.shape and bool(torch.isfinite(adv).all())
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
     assert float((adv - x).abs().max()) <= eps + 1e-6

@@ -91,7 +91,26 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_graph_is_read() -> None:
-    assert "stochdef.evaluations.evaluate.run" in GRAPH["stochdef.evaluations.evaluate.diagnose"]
+    assert "stochdef.evaluations.evaluate.compute.run" in GRAPH["stochdef.evaluations.evaluate.grid.cells"]
+
+
+def _folder(module: str) -> str:
+    """The sub-package of ``stochdef.evaluations.evaluate`` a module sits in (its own name at the top)."""
+    parts = module.split(".")
+    return ".".join(parts[:4]) if len(parts) > 4 else module
+
+
+def test_evaluates_folders_import_one_way() -> None:
+    """The folders of ``evaluate/`` (store, compute, grid, outputs) and its top modules form no cycle either:
+    a folder is a layer, not only its modules."""
+    inner = {m: t for m, t in GRAPH.items() if m.startswith("stochdef.evaluations.evaluate.")}
+    folders: dict[str, set[str]] = {}
+    for module, targets in inner.items():
+        here = _folder(module)
+        folders.setdefault(here, set()).update(
+            _folder(t) for t in targets if t.startswith("stochdef.evaluations.evaluate.") and _folder(t) != here
+        )
+    assert _cycles(folders) == []
 
 
 def test_cycle_finder_finds_a_cycle() -> None:

@@ -20,8 +20,8 @@ from stochdef.defenses.validation import (
     check_choice,
     check_int,
     check_labels,
-    check_logits,
     check_range,
+    probe_classes,
 )
 
 __all__ = [
@@ -64,17 +64,16 @@ def prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bounds: Bounds) 
     """Check ``model``, ``x`` (finite, inside ``bounds``, the model's dtype and device), ``bounds`` and ``y``
     (int64, on ``x``'s device, in range); return bounds and class count (0 for an empty batch: no model call).
 
-    The class count comes from one forward pass of one draw, checked to be logits (not a tuple, not
-    probabilities), so labels are checked before any loss sees them (an out-of-range label would otherwise be
-    a device-side assert on CUDA).
+    The class count comes from :func:`~stochdef.defenses.validation.probe_classes` (one forward pass of one
+    draw, checked to be logits: not a tuple, not probabilities; it leaves no trace, so the attack's draws are
+    those it would make without the probe), so labels are checked before any loss sees them (an out-of-range
+    label would otherwise be a device-side assert on CUDA).
     """
     low_high = check_bounds("bounds", bounds)
     check_batch(model, x, y, bounds=low_high)
     if x.shape[0] == 0:
         return low_high, 0
-    with torch.no_grad():
-        out = check_logits(model(x[:1]), batch=1)
-    num_classes = int(out.shape[1])
+    num_classes = probe_classes(model, input_shape=x.shape[1:], bounds=low_high, device=x.device)
     check_labels(y, batch=x.shape[0], num_classes=num_classes)
     return low_high, num_classes
 

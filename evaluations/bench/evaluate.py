@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..evaluate import EvalConfig, evaluate
-from ..evaluate.model_card import write_cards
+from ..evaluate import AttackCell, EvalConfig, evaluate
+from ..evaluate.outputs.model_card import write_cards
 from . import target
 
 LIMIT_S = 180.0
@@ -37,7 +37,8 @@ def run(*, device: str = "cpu", repeat: int = 1, quick: bool = False) -> dict[st
             # timed by hand, not with ``measure``: torch's Timer.timeit(1) calls its statement twice untimed
             # before the timed call (counted: 3 calls for repeat=1), which would triple a ~100 s benchmark
             start = time.perf_counter()
-            store = evaluate(config, out=Path(tmp), progress=False)
+            store = evaluate(config, out=Path(tmp), progress=False).store
+            assert store is not None
             write_cards(store, config, Path(tmp))
             walls.append(time.perf_counter() - start)
             by_kind.clear()
@@ -46,7 +47,7 @@ def run(*, device: str = "cpu", repeat: int = 1, quick: bool = False) -> dict[st
             for record in store:
                 by_kind[record["kind"]] += record["seconds"]
                 by_defense[record.get("defense") or record.get("source", "?")] += record["seconds"]
-                if record["kind"] == "attack":
+                if record["kind"] == AttackCell.kind:
                     by_attack[f"{record['attack']}/{record['library']}"] += record["seconds"]
     walls.sort()
     median = walls[len(walls) // 2]

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # torch and stochdef load inside the functions: `stochdef --h
     import torch
     from torch import nn
 
+    from ..libraries import FGSM, PGD
+
 logger = logging.getLogger(__name__)
 STEPS = 20  # PGD: 20 steps of eps / 8, no random start
 
@@ -37,13 +39,13 @@ def noisy_mlp(std: float) -> nn.Module:
 
 
 def attack(
-    library: str, name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, samples: int
+    library: str, kind: type[FGSM | PGD], model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, samples: int
 ) -> torch.Tensor:
     """One attack from one library through the matching stochdef adapter (:mod:`stochdef.evaluations.libraries`)."""
-    from ..libraries import AttackSpec, run
+    from ..libraries import PGD, run
 
-    spec = AttackSpec(name, eps, steps=STEPS, step=eps / 8, samples=samples)
-    return run(library, spec, model, x, y, num_classes=10)
+    chosen = PGD(eps=eps, steps=STEPS, step=eps / 8, samples=samples) if kind is PGD else kind(eps=eps, samples=samples)
+    return run(library, chosen, model, x, y, num_classes=10)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,6 +54,8 @@ def main(args: argparse.Namespace) -> int:
 
     from stochdef.adapters import ensemble_accuracy
     from stochdef.defenses import fit, load_dataset
+
+    from ..libraries import FGSM, PGD
 
     torch.manual_seed(args.seed)
     data = load_dataset("mnist5k")
@@ -77,11 +81,11 @@ def main(args: argparse.Namespace) -> int:
 
     print(f"clean accuracy (32-draw ensemble): {robust(x):.3f}   eps = {args.eps}, n = {args.n}")
     print(f"{'library':<14}{'attack':<8}{'naive (1 draw)':>16}{f'EoT ({args.samples} draws)':>18}")
-    jobs = [(lib, name) for lib in ("foolbox", "art", "torchattacks") for name in ("fgsm", "pgd")]
+    jobs = [(lib, kind) for lib in ("foolbox", "art", "torchattacks") for kind in (FGSM, PGD)]
     rows = []
-    for lib, name in tqdm(jobs, desc="attacks", leave=False):
-        accs = [robust(attack(lib, name, model, x, y, args.eps, s)) for s in (1, args.samples)]
-        tqdm.write(f"{lib:<14}{name:<8}{accs[0]:>16.3f}{accs[1]:>18.3f}")
+    for lib, kind in tqdm(jobs, desc="attacks", leave=False):
+        accs = [robust(attack(lib, kind, model, x, y, args.eps, s)) for s in (1, args.samples)]
+        tqdm.write(f"{lib:<14}{kind.name:<8}{accs[0]:>16.3f}{accs[1]:>18.3f}")
         rows.append((accs[0], accs[1]))
     print(closing(rows, n=args.n, samples=args.samples))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -13,8 +14,8 @@ import torch
 
 from stochdef.defenses.data import DATASETS
 
-from ..evaluate import DEFAULT_DEFENSES, EvalConfig
-from ..libraries import EVAL_ATTACKS, LIBRARIES, NORMS
+from .. import libraries
+from ..evaluate.config import DEFAULT_DEFENSES, DEFAULT_SAMPLES_CAP, FIELDS, SETTINGS, EvalConfig, build_config
 
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
@@ -36,75 +37,61 @@ def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return parse
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _argparse_options() -> dict[str, dict[str, Any]]:
+    """argparse's settings of each option of :data:`SETTINGS` (the names and help texts come from there)."""
     default = EvalConfig()
-    parser.add_argument(
-        "--defense",
-        type=_list(str),
-        default=DEFAULT_DEFENSES,
-        help=(
-            "comma-separated zoo names (`stochdef train` lists them all; a name without a shipped checkpoint is "
-            "trained first, and the run says how long that took when the zoo recorded it); append [psd] to an "
-            "MWD net (mwd-256[psd]) to attack it through its pseudogradient"
-        ),
-    )
-    parser.add_argument(
-        "--attack", type=_list(str), default=default.attacks, help=f"comma-separated, from {','.join(EVAL_ATTACKS)}"
-    )
-    parser.add_argument(
-        "--library", type=_list(str), default=default.libraries, help=f"comma-separated, from {','.join(LIBRARIES)}"
-    )
-    parser.add_argument("--eps", type=_list(float), default=default.eps, help="comma-separated radii in --norm")
-    parser.add_argument(
-        "--samples",
-        type=_samples,
-        default=default.samples,
-        help="comma-separated EoT draws per gradient: 1 is the naive attack, the largest the EoT one; 'auto' "
-        "doubles them until the worst case settles (up to --samples-cap)",
-    )
-    parser.add_argument("--dataset", default=default.dataset, choices=DATASETS, help="embedded data set")
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (cuda when available)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("stochdef-results"), help="folder for results and report")
-    parser.add_argument("--seed", type=int, default=default.seed, help="run seed (each cell's seed derives from it)")
-    parser.add_argument(
-        "--examples",
-        "--n",
-        dest="n",
-        type=int,
-        default=default.n,
-        help="test images attacked (--n is an alias; torchrun refuses --n, so spell it --examples there)",
-    )
-    parser.add_argument("--steps", type=int, default=default.steps, help="PGD steps")
-    parser.add_argument(
-        "--block",
-        type=int,
-        default=default.block,
-        help="attack each cell's examples in blocks of this many, each seeded on its own, so that torchrun's "
-        "ranks can share a long cell (0, the default: the whole batch at once; the numbers depend on it)",
-    )
-    parser.add_argument(
-        "--judge-samples",
-        type=int,
-        default=default.judge_samples,
-        help="draws in the random defenses' ensemble prediction that judges every cell (cost grows with it)",
-    )
-    parser.add_argument(
-        "--no-indicators",
-        action="store_true",
-        help="skip the gradient-obfuscation checks (about 30%% of a default run; README)",
-    )
-    parser.add_argument(
-        "--no-transfer", action="store_true", help="skip the transfer matrix (about 5%% of a default run; README)"
-    )
-    parser.add_argument(
-        "--recompute-stale",
-        action="store_true",
-        help="recompute the cells of --out computed with other weights, library versions, device or CPU capability "
-        "(their old records move to results.stale.jsonl); without it such a run is refused",
-    )
-    add_own_model_arguments(parser)
+    return {
+        "defenses": {"type": _list(str), "default": DEFAULT_DEFENSES},
+        "attacks": {"type": _list(str), "default": default.attacks},
+        "libraries": {"type": _list(str), "default": default.libraries},
+        "eps": {"type": _list(float), "default": default.eps},
+        "samples": {"type": _samples, "default": default.samples},
+        "samples_cap": {"type": int, "default": DEFAULT_SAMPLES_CAP},
+        "dataset": {"default": default.dataset, "choices": DATASETS},
+        "n": {"type": int, "default": default.n},
+        "steps": {"type": int, "default": default.steps},
+        "block": {"type": int, "default": default.block},
+        "judge_samples": {"type": int, "default": default.judge_samples},
+        "seed": {"type": int, "default": default.seed},
+        "device": {"default": "cuda" if torch.cuda.is_available() else "cpu"},
+        "indicators": {"action": "store_false"},
+        "transfer": {"action": "store_false"},
+        "norm": {"default": default.norm, "choices": libraries.NORMS},
+        "bounds": {"type": _bounds, "default": default.bounds},
+        "restarts": {"type": int, "default": default.restarts},
+        "queries": {"type": int, "default": default.queries},
+        "checkpoint": {"type": Path},
+        "out": {"type": Path, "default": Path("stochdef-results")},
+        "recompute_stale": {"action": "store_true"},
+        "model": {"metavar": "MODULE:ATTR"},
+        "data": {"type": Path},
+    }
+
+
+def attack_help() -> str:
+    """Each attack ``stochdef evaluate`` runs, with the libraries that run it and its expected cost (forward-pass
+    equivalents per image and EoT draw, at the default budgets), from the attacks' registry."""
+    default = EvalConfig()
+    parts = []
+    for name in libraries.names(evaluate=True):
+        attack = default.attack(name, 0.1, 1)
+        if isinstance(attack, str):
+            continue
+        runs = [lib for lib in libraries.LIBRARIES if libraries.unsupported(lib, attack) is None]
+        parts.append(f"{name} ({', '.join(runs)}; ~{attack.passes(10):.0f} passes)")
+    return "; ".join(parts)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options = _argparse_options()
+    for setting in SETTINGS:
+        extra = dict(options[setting.name])
+        text = setting.help
+        if setting.name == "attacks":
+            text += ": " + attack_help()
+        elif setting.name == "libraries":
+            text += f", from {','.join(libraries.LIBRARIES)}"
+        parser.add_argument(*setting.flags, dest=setting.name, help=text.replace("%", "%%"), **extra)
 
 
 def _samples(text: str) -> tuple[int, ...] | str:
@@ -118,52 +105,16 @@ def _bounds(text: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def add_own_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Your own model and data, the threat model, and the stronger attacks' settings."""
-    default = EvalConfig()
-    parser.add_argument(
-        "--model",
-        metavar="MODULE:ATTR",
-        help="your own model: an nn.Module, or a zero-argument callable returning one, importable from the "
-        "current directory (replaces --defense)",
-    )
-    parser.add_argument(
-        "--checkpoint", type=Path, help="a state dict for --model or the one --defense (always wins over the zoo's)"
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="test data: a .pt or .npz holding x (inputs in --bounds) and y (int64 labels); default: the "
-        "--dataset test split",
-    )
-    parser.add_argument("--bounds", type=_bounds, default=default.bounds, help="input range LOW,HIGH")
-    parser.add_argument("--norm", default=default.norm, choices=NORMS, help="threat model")
-    parser.add_argument(
-        "--restarts", type=int, default=default.restarts, help="random restarts of pgd-rs, APGD and Square"
-    )
-    parser.add_argument("--queries", type=int, default=default.queries, help="Square's query budget per example")
-    parser.add_argument("--samples-cap", type=int, default=32, help="the most draws --samples auto tries")
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..evaluate import distributed
-    from ..evaluate.api import execute, write_outputs
-    from ..evaluate.report import console_table
+    from ..evaluate.api import evaluate, write_outputs
+    from ..evaluate.outputs.report import console_table
 
-    config, x, y, models = own_model(args, build_config(args))
+    config, x, y, models = own_model(args, build_from_args(args))
     start = time.perf_counter()
-    if distributed.launched():  # torchrun with several processes: this rank's cells; rank 0 merges and reports
-        if x is not None or models or config.samples_cap:
-            raise ValueError(
-                "under torchrun, evaluate splits zoo defenses with a fixed --samples list; "
-                "--model, --data and --samples auto run in one process"
-            )
-        merged = distributed.evaluate(config, out=args.out, recompute_stale=args.recompute_stale)
-        if merged is None:
-            return 0
-        store = merged
-    else:
-        store, config = execute(config, args.out, x=x, y=y, models=models, recompute_stale=args.recompute_stale)
+    done = evaluate(config, out=args.out, models=models, x=x, y=y, recompute_stale=args.recompute_stale)
+    if done.store is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    store, config = done.store, done.config
     seconds = time.perf_counter() - start
     plots = write_outputs(store, config, args.out, seconds=seconds)
     print(console_table(store, config))
@@ -177,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
 
 def headline(store: Any, config: EvalConfig) -> str:
     """The worst case over every attack, per defense, at each eps (the report's headline)."""
-    from ..evaluate.worst_case import summary
+    from ..evaluate.outputs.worst_case import summary
 
     lines = ["", "worst case over every attack and library (95% interval):"]
     for d in config.defenses:
@@ -191,9 +142,8 @@ def headline(store: Any, config: EvalConfig) -> str:
 
 
 def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig, Any, Any, Any]:
-    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the model and tensors they name."""
-    import dataclasses
-
+    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name."""
+    from ..evaluate.config import own_model_config
     from ..evaluate.user_model import fingerprint, load_checkpoint, load_data, load_model
 
     if args.model is None and args.data is None:
@@ -211,41 +161,22 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
             load_checkpoint(model, args.checkpoint)
         models = {args.model: model}
         parts.append(model)
-        config = dataclasses.replace(config, defenses=(args.model,), checkpoint=None, transfer=False)
     n = len(x) if x is not None else config.n
-    dataset = "custom" if args.data is not None and args.model is not None else config.dataset
-    if dataset == "custom" and config.indicators:
+    source = fingerprint(*parts, extra=[args.model or ""])
+    if args.model is None:  # zoo defenses on --data
+        return dataclasses.replace(config, n=n, source=source), x, y, models
+    zoo_data = args.data is None
+    if not zoo_data and config.indicators:
         # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
         logging.getLogger(__name__).warning(
             "the gradient-obfuscation indicators need a zoo data set: not run on --data"
         )
-        config = dataclasses.replace(config, indicators=False)
-    source = fingerprint(*parts, extra=[args.model or ""])
-    return dataclasses.replace(config, n=n, dataset=dataset, source=source), x, y, models
+    return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), x, y, models
 
 
-def build_config(args: argparse.Namespace) -> EvalConfig:
-    from ..evaluate.api import with_samples
-
-    config = EvalConfig(
-        dataset=args.dataset,
-        defenses=args.defense,
-        attacks=args.attack,
-        libraries=args.library,
-        eps=args.eps,
-        n=args.n,
-        steps=args.steps,
-        block=args.block,
-        judge_samples=args.judge_samples,
-        seed=args.seed,
-        device=args.device,
-        indicators=not args.no_indicators,
-        transfer=not args.no_transfer,
-        norm=args.norm,
-        bounds=args.bounds,
-        restarts=args.restarts,
-        queries=args.queries,
-        checkpoint=None if args.checkpoint is None or args.model else str(args.checkpoint),
-        samples=(1,),
-    )
-    return with_samples(config, args.samples, args.samples_cap)
+def build_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The config of the parsed options: every :data:`SETTINGS` entry that is a config field, through
+    :func:`build_config` as ``evaluate_model`` does (``--checkpoint`` with ``--model`` is loaded into the model)."""
+    fields = {s.name: getattr(args, s.name) for s in SETTINGS if s.name in FIELDS - {"samples", "samples_cap"}}
+    fields["checkpoint"] = None if args.checkpoint is None or args.model else str(args.checkpoint)
+    return build_config(samples=args.samples, samples_cap=args.samples_cap, **fields)

@@ -3,7 +3,7 @@
 * :mod:`.models` -- the small models the harness trains (seconds) and attacks;
 * :mod:`.references` -- the advertorch LocalSearch reference and torchattacks' ``EOTPGD`` loop (every other
   library attack comes from :mod:`stochdef.evaluations.libraries`);
-* :mod:`.checks` -- :class:`~.checks.Setting` (a row label and its attack spec); exact parity, minimal-eps
+* :mod:`.checks` -- :class:`~.checks.Setting` (a row label and its attack object); exact parity, minimal-eps
   FGSM and DeepFool agreement on deterministic models;
 * :mod:`.randomized` -- LocalSearch rates and robust accuracy on randomized models, with intervals;
 * :mod:`.report` -- the console table and the Markdown report;

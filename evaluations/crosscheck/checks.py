@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import libraries
-from ..libraries import AttackSpec, unsupported
+from ..libraries import Attack, DeepFool, FGSMMinimal, unsupported
 from ..stats import two_proportion_tolerance
 from .models import Trained
 
@@ -56,7 +56,7 @@ class Setting:
     """One cross-check configuration: its row label (``pgd-l2``, ``fgsm-targeted``, ...) and the attack."""
 
     label: str
-    spec: AttackSpec
+    attack: Attack
 
 
 @dataclass
@@ -87,12 +87,14 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The predicted class of ``model`` (one draw of a randomized model)."""
     with torch.no_grad():
         return model(x).argmax(1)
 
 
-def _seed(seed: int) -> None:
+def reseed(seed: int) -> None:
+    """Seed torch and NumPy (every library's attack starts from the same state)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
 
@@ -118,17 +120,17 @@ def each_library(
     (seeded with ``seed``, timed); ``None`` beside an n/a row where the library has no counterpart."""
     for name in LIBRARIES:
         row = Row(trained.case.name, setting.label, name, kind, len(x), metric, "", None)
-        reason = unsupported(name, setting.spec)
+        reason = unsupported(name, setting.attack)
         if reason is not None:
-            row.seconds = {"in-house": inhouse_seconds, name: 0.0}
+            row.seconds = {"inhouse": inhouse_seconds, name: 0.0}
             yield n_a(row, reason), None
             continue
-        _seed(seed)
+        reseed(seed)
         run = partial(
-            libraries.run, name, setting.spec, trained.model, x, y, num_classes=trained.data.num_classes, native=True
+            libraries.run, name, setting.attack, trained.model, x, y, num_classes=trained.data.num_classes, native=True
         )
         theirs, seconds = timed(run, x.device)
-        row.seconds = {"in-house": inhouse_seconds, name: seconds}
+        row.seconds = {"inhouse": inhouse_seconds, name: seconds}
         yield row, theirs
 
 
@@ -142,8 +144,8 @@ def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Ten
     and torchattacks rounds the normalization differently (``g / (||g|| + 1e-10)``; ulps that can grow over
     the steps), so those two rows compare success rates instead (:data:`L2_DIFFERENCES`).
     """
-    model, spec = trained.model, setting.spec
-    _seed(seed)
+    model, spec = trained.model, setting.attack
+    reseed(seed)
     ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y).x_adv, x.device)
     l2 = spec.norm == "l2"
     rows = []
@@ -161,7 +163,7 @@ def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Ten
         row.details = {"max_abs_diff": diff, "tolerance": EXACT_TOL, "bit_identical": diff == 0.0}
         if l2 and name != "foolbox":
             n = len(x)
-            s1, s2 = int((_predict(model, ours) != y).sum()), int((_predict(model, theirs) != y).sum())
+            s1, s2 = int((predict(model, ours) != y).sum()), int((predict(model, theirs) != y).sum())
             tol = two_proportion_tolerance(s1, n, s2, n, z=Z_RATES)
             apart = int(((theirs - ours).flatten(1).abs().amax(1) > L2_TOL).sum())
             row.kind, row.metric = "l2", "max diff; examples apart; success rates"
@@ -174,14 +176,15 @@ def exact_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Ten
 
 def minimal_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor) -> list[Row]:
     """Minimal-eps FGSM (no refinement) against ART's ``FastGradientMethod(minimal=True)`` on the same grid."""
-    model, spec = trained.model, setting.spec
+    model, spec = trained.model, setting.attack
+    assert isinstance(spec, FGSMMinimal)
     ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y), x.device)
     art, t_art = timed(
         lambda: libraries.run("art", spec, model, x, y, num_classes=trained.data.num_classes, native=True),
         x.device,
     )
     grid_step = spec.max_eps / spec.epsilons
-    art_success = _predict(model, art) != y
+    art_success = predict(model, art) != y
     art_index = torch.round((art - x).abs().flatten(1).amax(1) / grid_step)
     our_index = torch.round(ours.eps / grid_step)
     both = ours.success & art_success
@@ -192,7 +195,7 @@ def minimal_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.T
     )
     row.value = f"{worst:.0f} (worst); success agrees on {same_success}/{len(x)}"
     row.passed = worst <= 1 and same_success == len(x)
-    row.seconds = {"in-house": t_ours, "art": t_art}
+    row.seconds = {"inhouse": t_ours, "art": t_art}
     row.note = "ART adds eps_step repeatedly (float64 sums); stochdef uses linspace: ties may land one step apart"
     row.details = {
         "worst_grid_steps": worst,
@@ -237,8 +240,9 @@ def stall_share(
 
 def deepfool_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
     """DeepFool on the correctly classified examples: success agreement and perturbation-norm ratios."""
-    model, spec = trained.model, setting.spec
-    keep = _predict(model, x) == y
+    model, spec = trained.model, setting.attack
+    assert isinstance(spec, DeepFool)
+    keep = predict(model, x) == y
     x, y = x[keep], y[keep]
     overshoot, steps = spec.overshoot, spec.steps
     ord_ = 2 if spec.norm == "l2" else float("inf")
@@ -254,7 +258,7 @@ def deepfool_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.
         if theirs is None:
             continue
         name = row.library
-        success = _predict(model, theirs) != y
+        success = predict(model, theirs) != y
         both = success & ours.success
         ratio = torch.linalg.vector_norm((theirs - x).flatten(1), ord=ord_, dim=1)[both] / our_norm[both]
         median = float(ratio.median()) if len(ratio) else float("nan")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from stochdef.defenses.files import atomic_write_json, atomic_write_text
 
 from ..bench import device_name
-from ..libraries import AttackSpec
+from ..libraries import BIM, FGSM, PGD, DeepFool, FGSMMinimal, LocalSearch
 from . import models
 from .checks import CONFIDENCE, Row, Setting, deepfool_rows, exact_rows, minimal_rows
 from .randomized import localsearch_rows, randomized_rows
@@ -49,27 +49,27 @@ def settings(n: dict[str, int]) -> dict[str, list[Setting]]:
     df: dict[str, Any] = {"steps": 50, "overshoot": 0.02, "candidates": 10}
     return {
         "exact": [
-            Setting("fgsm", AttackSpec("fgsm", 0.1)),
-            Setting("fgsm-targeted", AttackSpec("fgsm", 0.1, targeted=True)),
-            Setting("bim", AttackSpec("bim", **linf)),
-            Setting("pgd", AttackSpec("pgd", **linf)),
-            Setting("pgd-targeted", AttackSpec("pgd", **linf, targeted=True)),
-            Setting("pgd-l2", AttackSpec("pgd", 1.0, step=0.1, steps=steps, norm="l2")),
+            Setting("fgsm", FGSM(eps=0.1)),
+            Setting("fgsm-targeted", FGSM(eps=0.1, targeted=True)),
+            Setting("bim", BIM(**linf)),
+            Setting("pgd", PGD(**linf)),
+            Setting("pgd-targeted", PGD(**linf, targeted=True)),
+            Setting("pgd-l2", PGD(eps=1.0, step=0.1, steps=steps, norm="l2")),
         ],
-        "minimal": [Setting("fgsm-minimal", AttackSpec("fgsm-minimal", epsilons=1000, max_eps=1.0))],
+        "minimal": [Setting("fgsm-minimal", FGSMMinimal(epsilons=1000, max_eps=1.0))],
         "deepfool": [
-            Setting("deepfool-l2", AttackSpec("deepfool", norm="l2", **df)),
-            Setting("deepfool-linf", AttackSpec("deepfool", norm="linf", **df)),
+            Setting("deepfool-l2", DeepFool(norm="l2", **df)),
+            Setting("deepfool-linf", DeepFool(norm="linf", **df)),
         ],
         "localsearch": [
-            Setting("localsearch-lowest", AttackSpec("localsearch", select="lowest", rounds=n["ls_low_rounds"])),
-            Setting("localsearch", AttackSpec("localsearch", select="highest", rounds=150)),
+            Setting("localsearch-lowest", LocalSearch(select="lowest", rounds=n["ls_low_rounds"])),
+            Setting("localsearch", LocalSearch(select="highest", rounds=150)),
         ],
         "randomized": [
-            Setting("fgsm", AttackSpec("fgsm", 0.1, samples=samples)),
-            Setting("pgd", AttackSpec("pgd", **linf, samples=samples)),
-            Setting("deepfool-l2", AttackSpec("deepfool", norm="l2", **df, samples=samples)),
-            Setting("localsearch", AttackSpec("localsearch", select="highest", rounds=150, samples=samples)),
+            Setting("fgsm", FGSM(eps=0.1, samples=samples)),
+            Setting("pgd", PGD(**linf, samples=samples)),
+            Setting("deepfool-l2", DeepFool(norm="l2", **df, samples=samples)),
+            Setting("localsearch", LocalSearch(select="highest", rounds=150, samples=samples)),
         ],
     }
 
@@ -114,15 +114,15 @@ def run(
         started = time.perf_counter()
         if trained.case.randomized:
             for s in config["randomized"]:
-                size = n["random_df"] if s.spec.attack == "deepfool" else n["random"]
-                size = n["random_ls"] if s.spec.attack == "localsearch" else size
+                size = n["random_df"] if isinstance(s.attack, DeepFool) else n["random"]
+                size = n["random_ls"] if isinstance(s.attack, LocalSearch) else size
                 rows += randomized_rows(
                     trained, s, x_all[:size], y_all[:size], seed=seed, eval_samples=n["eval_samples"]
                 )
         else:
             x, y = x_all[: n["exact"]], y_all[: n["exact"]]
             for s in config["exact"]:
-                target = (y + 1) % classes if s.spec.targeted else y
+                target = (y + 1) % classes if s.attack.targeted else y
                 rows += exact_rows(trained, s, x, target, seed)
             rows += minimal_rows(trained, config["minimal"][0], x, y)
             for s in config["deepfool"]:

@@ -12,17 +12,17 @@ from torch import nn
 from stochdef.adapters import expectation
 
 from .. import libraries
-from ..libraries import AttackSpec, unsupported
+from ..libraries import PGD, DeepFool, LocalSearch, unsupported
 from ..stats import intervals_overlap, median_interval, two_proportion_tolerance, wilson_interval
 from . import references
-from .checks import CONFIDENCE, LIBRARIES, Z_RATES, Row, Setting, _predict, _seed, n_a, stall_share, timed
+from .checks import CONFIDENCE, LIBRARIES, Z_RATES, Row, Setting, n_a, predict, reseed, stall_share, timed
 from .models import Trained
 
 RETESTS = 8  # fresh tests of a DeepFool point in the "left on the boundary" diagnosis
 
 # What each library differentiates on a randomized model (DESIGN.md, §C3).
 ESTIMATORS: dict[str, str] = {
-    "in-house": "exact E[grad L] over the draws, batched",
+    "inhouse": "exact E[grad L] over the draws, batched",
     "foolbox": "grad of L(mean logits): EoT module (to_foolbox)",
     "art": "exact E[grad L] (to_art's EoTClassifier overrides)",
     "torchattacks": "grad of L(mean logits): EoT module (to_torchattacks)",
@@ -33,8 +33,9 @@ ESTIMATORS: dict[str, str] = {
 
 def localsearch_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[Row]:
     """Success rate and median queries of in-house LocalSearch against advertorch's, on correct examples."""
-    model, spec = trained.model, setting.spec
-    keep = _predict(model, x) == y
+    model, spec = trained.model, setting.attack
+    assert isinstance(spec, LocalSearch)
+    keep = predict(model, x) == y
     x, y = x[keep], y[keep]
     row = Row(
         trained.case.name, setting.label, "advertorch", "localsearch", len(x), "success rate; median queries", "", None
@@ -43,13 +44,13 @@ def localsearch_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: tor
     if cls is None:
         row.value, row.note = "skipped", reason
         return [row]
-    _seed(seed)
+    reseed(seed)
     ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y), x.device)
-    _seed(seed)
+    reseed(seed)
     out, t_lib = timed(lambda: references.advertorch_local_search(spec, model, x, y), x.device)
     assert out is not None
     adv, queries = out
-    theirs = _predict(model, adv) != y
+    theirs = predict(model, adv) != y
     our_queries = (ours.queries - 1).float()  # the in-house count includes its one query of the clean input
     s1, s2, n = int(ours.success.sum()), int(theirs.sum()), len(x)
     tol = two_proportion_tolerance(s1, n, s2, n, z=Z_RATES)
@@ -63,7 +64,7 @@ def localsearch_rows(trained: Trained, setting: Setting, x: torch.Tensor, y: tor
         f"{s1}/{n} vs {s2}/{n} (|diff| {gap:.3f} <= {tol:.3f}); median queries "
         f"{float(our_queries.median()):.0f} vs {float(queries.float().median()):.0f}"
     )
-    row.seconds = {"in-house": t_ours, "advertorch": t_lib}
+    row.seconds = {"inhouse": t_ours, "advertorch": t_lib}
     row.note = f"select={spec.select}, rounds={spec.rounds}; advertorch as Foolbox 2.x (comply_with_foolbox=True)" + (
         ", its ranking flipped to Foolbox 2.4's" if spec.select == "highest" else ""
     )
@@ -88,7 +89,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sampl
 
 
 def weaker_by_design(
-    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, spec: AttackSpec, *, seed: int
+    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, spec: DeepFool, *, seed: int
 ) -> dict[str, int]:
     """Diagnose DeepFool points of a library that a randomized model still classifies correctly.
 
@@ -118,15 +119,15 @@ def randomized_rows(
     correct but in-house does not is diagnosed by :func:`weaker_by_design`; an in-house attack weaker than a
     library is never excused.
     """
-    model, n, spec = trained.model, len(x), setting.spec
+    model, n, spec = trained.model, len(x), setting.attack
     name = setting.label
-    _seed(seed)
+    reseed(seed)
     ours, t_ours = timed(lambda: libraries.run_inhouse(spec, model, x, y).x_adv, x.device)
     ours_correct = robust_accuracy(model, ours, y, samples=eval_samples, seed=seed + 1)
     base = int(ours_correct.sum())
     base_ci = wilson_interval(base, n, confidence=CONFIDENCE)
-    candidates: list[str] = ["advertorch"] if spec.attack == "localsearch" else list(LIBRARIES)
-    if spec.attack == "pgd":
+    candidates: list[str] = ["advertorch"] if isinstance(spec, LocalSearch) else list(LIBRARIES)
+    if isinstance(spec, PGD):
         candidates.append("torchattacks-eotpgd")
     rows = []
     for lib in candidates:
@@ -135,16 +136,18 @@ def randomized_rows(
         if reason is not None:
             rows.append(n_a(row, reason))
             continue
-        _seed(seed)
+        reseed(seed)
         if lib == "advertorch":
             if references.import_advertorch()[0] is None:
                 row.value, row.note = "skipped", references.import_advertorch()[1]
                 rows.append(row)
                 continue
+            assert isinstance(spec, LocalSearch)
             out, t_lib = timed(lambda: references.advertorch_local_search(spec, model, x, y), x.device)
             assert out is not None
             theirs = out[0]
         elif lib == "torchattacks-eotpgd":
+            assert isinstance(spec, PGD)
             theirs, t_lib = timed(lambda: references.eotpgd(spec, model, x, y), x.device)
         else:
             theirs, t_lib = timed(
@@ -155,11 +158,11 @@ def randomized_rows(
         ci = wilson_interval(count, n, confidence=CONFIDENCE)
         row.passed = intervals_overlap(base_ci, ci)
         row.value = f"{base / n:.3f} [{base_ci[0]:.3f}, {base_ci[1]:.3f}] vs {count / n:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-        row.seconds = {"in-house": t_ours, lib: t_lib}
+        row.seconds = {"inhouse": t_ours, lib: t_lib}
         row.note = f"samples={spec.samples}; {lib}: {ESTIMATORS.get(lib, '')}"
         row.details = {"inhouse": base, "library": count, "interval_inhouse": base_ci, "interval_library": ci}
         weaker = (correct & ~ours_correct).nonzero().squeeze(1)
-        if not row.passed and name.startswith("deepfool") and count > base and weaker.numel():
+        if not row.passed and isinstance(spec, DeepFool) and count > base and weaker.numel():
             why = weaker_by_design(model, theirs[weaker], y[weaker], spec, seed=seed + 2)
             row.passed = why["explained"] == weaker.numel()
             row.note += (

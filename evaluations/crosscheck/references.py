@@ -1,11 +1,12 @@
-"""The cross-check's references outside :data:`stochdef.evaluations.libraries.TABLE`.
+"""The cross-check's references outside :mod:`stochdef.evaluations.libraries`.
 
 * advertorch's ``LocalSearchAttack`` (LocalSearch, Narodytska & Kasiviswanathan 2016, is in none of Foolbox 3,
   ART and torchattacks), configured as Foolbox 2.x;
 * torchattacks' ``EOTPGD`` on the raw randomized model, the library's own EoT loop (against PGD through the
   adapters and in-house at the same ``samples``).
 
-Both take an :class:`~stochdef.evaluations.libraries.AttackSpec` (``localsearch`` or ``pgd``).
+Each takes the attack object it mirrors (a :class:`~stochdef.evaluations.libraries.PGD` or a
+:class:`~stochdef.evaluations.libraries.LocalSearch`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from torch import nn
 
 from stochdef.adapters import EoT
 
-from ..libraries import AttackSpec
+from ..libraries import PGD, LocalSearch
 
 Tensor = torch.Tensor
 
 
-def eotpgd(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+def eotpgd(spec: PGD, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """torchattacks' ``EOTPGD`` on the raw randomized model: the exact EoT gradient, a Python loop of draws."""
     import torchattacks as ta
 
@@ -65,7 +66,7 @@ class _Counting(nn.Module):
         return self.model(x)
 
 
-def advertorch_local_search(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
+def advertorch_local_search(spec: LocalSearch, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
     """advertorch's ``LocalSearchAttack`` per example (it has no batch mode): ``(x_adv, queries)``.
 
     Configured as Foolbox 2.x (``comply_with_foolbox=True``: the image accumulates its perturbation

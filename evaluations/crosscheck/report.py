@@ -11,7 +11,7 @@ VERDICT = {True: "ok", False: "FAIL", None: "skip"}
 
 # How each DeepFool differs by design (read from the libraries' sources; the rows measure the consequences).
 DEEPFOOL_CONVENTIONS = [
-    ("in-house", "given label y", "y + top-(10-1) by clean logits", "total x (1+overshoot), tested every step", "50"),
+    ("inhouse", "given label y", "y + top-(10-1) by clean logits", "total x (1+overshoot), tested every step", "50"),
     ("foolbox", "clean prediction", "top-10 by clean logits", "total x (1+overshoot), tested every step", "50"),
     ("art", "clean prediction", "nb_grads=10 (all of 10)", "once, after its loop", "50 (default 100)"),
     ("torchattacks", "given label y", "all classes", "every step x (1+overshoot), iterate clipped per step", "50"),

@@ -1,53 +1,46 @@
 """``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
 
-The job's layers, each depending only on those above it (how each library runs each attack is
-:mod:`stochdef.evaluations.libraries`):
+Arranged by concern (how each library runs each attack is :mod:`stochdef.evaluations.libraries`):
 
-* :mod:`.results` -- the resumable, locked JSONL store of cells, the cell keys and seeds, ``merge``;
-* :mod:`.checks` -- the configuration's checks, all run before the first cell; :mod:`.provenance` -- what a
-  cell depends on beyond its key (weights, versions, device, CPU capability);
-* :mod:`.run` -- :class:`EvalConfig` (what to evaluate) and :class:`Run` (what a run has loaded);
-* :mod:`.indicators`, :mod:`.diagnose`, :mod:`.transfer` -- the per-defense checks and the transfer matrix;
-* :mod:`.engine` -- the grid of cells and :func:`evaluate`, which computes the missing ones;
-* :mod:`.report`, :mod:`.plots` -- Markdown, console table and PNGs from a finished store;
-* :mod:`.worst_case` -- the headline: per-example worst case over every attack; :mod:`.model_card` --
-  ``model-card.json``; :mod:`.auto_samples` -- ``--samples auto``; :mod:`.accounting` -- forward passes;
-* :mod:`.user_model` -- ``--model MODULE:ATTR``, ``--checkpoint``, ``--data``; :mod:`.api` --
-  :func:`evaluate_model`, the Python entry point for your own model.
-* :mod:`.shards`, :mod:`.schedule`, :mod:`.distributed` -- the same cells split across ``torchrun`` processes:
-  one results shard per rank, the cost-balanced split, the ranks' run; :mod:`.blocks` -- ``--block``, an attack
-  cell's examples in seeded blocks that ranks can share.
+* :mod:`.config` -- :class:`EvalConfig` and :data:`~.config.SETTINGS`, the one description of the options the
+  CLI and :func:`evaluate_model` share; :mod:`.checks` -- every configuration check, before the first cell;
+* :mod:`.store` -- ``results.jsonl`` (resumable, locked), provenance, shards, blocks, the worst-case examples;
+* :mod:`.compute` -- the run's state (:class:`~.compute.run.Run`), the judge, the indicators, the transfer matrix;
+* :mod:`.grid` -- the typed cells (clean, attack, block, indicators, transfer: key, cost, record) and the split
+  of the cells across ``torchrun``'s ranks;
+* :mod:`.engine` -- one process's run and the setup every run shares; :mod:`.distributed` -- the ranks' run;
+  :mod:`.auto_samples` -- ``--samples auto``; :mod:`.user_model` -- ``--model``, ``--checkpoint``, ``--data``;
+* :mod:`.outputs` -- the headline worst case, ``report.md``, plots, model cards, the written reading;
+* :mod:`.api` -- :func:`evaluate`, the one entry point of every run, and :func:`evaluate_model`.
 """
 
 from __future__ import annotations
 
-from .api import EvaluationResult, evaluate_model
-from .engine import Interrupted, StaleResultsError, cells, compute, evaluate
-from .run import (
-    DEFAULT_DEFENSES,
-    EvalConfig,
-    Run,
-    attack_key,
-    base_name,
-    clean_key,
-    indicator_key,
-    transfer_key,
-)
+from .api import Evaluation, EvaluationResult, evaluate, evaluate_model
+from .compute.run import Run
+from .config import DEFAULT_DEFENSES, SETTINGS, EvalConfig, base_name, build_config
+from .engine import Interrupted, StaleResultsError, compute
+from .grid.cells import AttackCell, BlockCell, Cell, CleanCell, IndicatorCell, TransferCell, grid
 
 __all__ = [
     "DEFAULT_DEFENSES",
+    "SETTINGS",
+    "AttackCell",
+    "BlockCell",
+    "Cell",
+    "CleanCell",
     "EvalConfig",
+    "Evaluation",
     "EvaluationResult",
+    "IndicatorCell",
     "Interrupted",
     "Run",
     "StaleResultsError",
-    "attack_key",
+    "TransferCell",
     "base_name",
-    "cells",
-    "clean_key",
+    "build_config",
     "compute",
     "evaluate",
     "evaluate_model",
-    "indicator_key",
-    "transfer_key",
+    "grid",
 ]

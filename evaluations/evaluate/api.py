@@ -22,7 +22,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,17 +33,47 @@ import torch
 from torch import nn
 
 from stochdef.defenses.files import atomic_write_text
-from stochdef.defenses.validation import check_bounds, check_input, check_labels
+from stochdef.defenses.validation import check_bounds, check_input
 
-from ..libraries import DEFAULT_EVAL_ATTACKS, LIBRARIES
-from . import auto_samples, model_card, worst_case
-from .checks import check_out
-from .engine import evaluate, run_checked
-from .results import ResultsFile
-from .run import EvalConfig, Run
-from .user_model import fingerprint, num_classes_of
+from .. import libraries as attack_libraries
+from .config import DEFAULT_SAMPLES_CAP, EvalConfig, build_config, own_model_config
+from .engine import local, prepare
+from .outputs import model_card, worst_case
+from .store import samples_auto
+from .store.results import ResultsFile
+from .user_model import fingerprint, load_checkpoint
 
-DEFAULT_CAP = 32
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A finished run: its results (``None`` on a ``torchrun`` rank other than 0, which reports nothing) and the
+    config as run (with ``--samples auto``, the draws it ran)."""
+
+    store: ResultsFile | None
+    config: EvalConfig
+
+
+def evaluate(
+    config: EvalConfig, *, out: str | Path, models: dict[str, nn.Module] | None = None, x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None, progress: bool = True, recompute_stale: bool = False,
+) -> Evaluation:  # fmt: skip
+    """Run (or resume) ``config``; the one entry point of every run (the CLI, :func:`evaluate_model`, and each rank of
+    a ``torchrun`` sweep). Zoo defenses on ``config.dataset`` by default; ``models`` (name -> module) are the
+    caller's own, and ``x, y`` the caller's test data. Under ``torchrun`` with several processes
+    (:func:`.distributed.launched`) the cells are split across the ranks."""
+    from . import distributed
+
+    if distributed.launched():
+        if models or x is not None or config.samples_cap:
+            raise ValueError(
+                "under torchrun, evaluate splits zoo defenses with a fixed --samples list; "
+                "--model, --data and --samples auto run in one process"
+            )
+        store = distributed.evaluate(config, out=Path(out), progress=progress, recompute_stale=recompute_stale)
+        return Evaluation(store, config)
+    inputs = prepare(config, models=models, x=x, y=y)
+    store, config = local(config, inputs, out=Path(out), progress=progress, recompute_stale=recompute_stale)
+    return Evaluation(store, config)
 
 
 @dataclass(frozen=True)
@@ -75,20 +104,23 @@ def evaluate_model(
     *,
     eps: float | Sequence[float],
     norm: str = "linf",
-    attacks: Sequence[str] = DEFAULT_EVAL_ATTACKS,
-    libraries: Sequence[str] = LIBRARIES,
+    attacks: Sequence[str] = attack_libraries.DEFAULT_ATTACKS,
+    libraries: Sequence[str] = attack_libraries.LIBRARIES,
     samples: Sequence[int] | str = (1, 8),
     out: str | Path | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     steps: int = 10,
+    block: int = 0,
     restarts: int = 1,
     queries: int = 1000,
     judge_samples: int = 16,
-    samples_cap: int = DEFAULT_CAP,
+    samples_cap: int = DEFAULT_SAMPLES_CAP,
     indicators: bool = False,
     dataset: str = "custom",
+    checkpoint: str | Path | None = None,
     seed: int = 0,
     name: str = "model",
+    recompute_stale: bool = False,
     progress: bool = False,
 ) -> EvaluationResult:
     """Attack ``model`` on ``(x, y)`` with every attack of every library; the worst case is the headline.
@@ -97,8 +129,9 @@ def evaluate_model(
     being the naive attack, or ``"auto"`` to double them up to ``samples_cap`` until the worst case
     settles (:mod:`.auto_samples`). ``indicators=True`` adds the gradient-obfuscation checks (in-house,
     L-inf); their transfer check attacks a zoo surrogate trained on a zoo data set, so it needs ``dataset``
-    to name the zoo data set ``x`` comes from. The model runs where its parameters are; ``x`` and ``y``
-    must be there too.
+    to name the zoo data set ``x`` comes from. ``checkpoint``: a state dict loaded into ``model`` first. The
+    model runs where its parameters are; ``x`` and ``y`` must be there too. The keywords are those of
+    ``stochdef evaluate`` (:data:`.config.SETTINGS`).
     """
     if indicators and dataset == "custom":
         raise ValueError("indicators=True needs dataset= naming the zoo data set of x (its surrogate models)")
@@ -106,39 +139,34 @@ def evaluate_model(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     bounds = check_bounds("bounds", tuple(bounds))
     check_input(x, bounds=bounds)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
     model = model.eval()
-    num_classes = num_classes_of(model, x)
-    check_labels(y, batch=len(x), num_classes=num_classes, device=x.device)
     eps_all = (float(eps),) if isinstance(eps, int | float) else tuple(float(e) for e in eps)
-    auto = samples == "auto"
-    if isinstance(samples, str) and not auto:
-        raise ValueError(f"samples must be a sequence of counts or 'auto', got {samples!r}")
-    counts: tuple[int, ...] = (1,) if isinstance(samples, str) else tuple(samples)
-    config = EvalConfig(
-        dataset=dataset, defenses=(name,), attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all,
-        samples=counts, n=len(x), steps=steps, judge_samples=judge_samples, seed=seed,
-        device=str(x.device), indicators=indicators, transfer=False, norm=norm, bounds=bounds, restarts=restarts,
-        queries=queries, samples_cap=samples_cap if auto else 0, source=fingerprint(model, x, y),
+    config = build_config(
+        dataset=dataset, attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all, samples=samples,
+        samples_cap=samples_cap, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
+        device=str(x.device), indicators=indicators, norm=norm, bounds=bounds, restarts=restarts, queries=queries,
+        source=fingerprint(model, x, y),
     )  # fmt: skip
+    config = own_model_config(config, name=name, n=len(x), source=config.source, zoo_data=dataset != "custom")
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
-            return _evaluate(config, model, x, y, num_classes, Path(tmp), keep=False, progress=progress)
-    return _evaluate(config, model, x, y, num_classes, Path(out), keep=True, progress=progress)
+            return _evaluate(config, model, x, y, Path(tmp), keep=False, progress=progress, recompute_stale=False)
+    return _evaluate(config, model, x, y, Path(out), keep=True, progress=progress, recompute_stale=recompute_stale)
 
 
 def _evaluate(
-    config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, out: Path, *,
-    keep: bool, progress: bool,
+    config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, out: Path, *, keep: bool,
+    progress: bool, recompute_stale: bool,
 ) -> EvaluationResult:  # fmt: skip
     start = time.perf_counter()
-    out = check_out(out)
-    with ResultsFile(out / "results.jsonl", lock=True) as store:
-        run = Run(config, store, x, y, num_classes, models={config.defenses[0]: model})
-        run_checked(run, progress=progress)
-    config = run.config
+    done = evaluate(config, out=out, models={config.defenses[0]: model}, x=x, y=y, progress=progress,
+                    recompute_stale=recompute_stale)  # fmt: skip
+    assert done.store is not None
     if keep:
-        write_outputs(store, config, out, seconds=time.perf_counter() - start)
-    return result_of(store, config, out, keep=keep)
+        write_outputs(done.store, done.config, out, seconds=time.perf_counter() - start)
+    return result_of(done.store, done.config, out, keep=keep)
 
 
 def result_of(store: ResultsFile, c: EvalConfig, out: Path, *, keep: bool = True) -> EvaluationResult:
@@ -166,62 +194,14 @@ def result_of(store: ResultsFile, c: EvalConfig, out: Path, *, keep: bool = True
 
 def write_outputs(store: ResultsFile, c: EvalConfig, out: Path, *, seconds: float | None = None) -> list[str]:
     """``report.md``, the plots and the model cards of a finished run; returns the plot file names."""
-    from .plots import all_plots
-    from .report import markdown
+    from .outputs.plots import all_plots
+    from .outputs.report import markdown
 
     plots = all_plots(store, c, out)
     text = markdown(store, c, seconds=seconds, plots=plots)
-    extra = auto_samples.section(out)
+    extra = samples_auto.report_lines(out)
     if extra:
         text = text.rstrip("\n") + "\n\n" + "\n".join(extra)
     atomic_write_text(out / "report.md", text)
     model_card.write_cards(store, c, out)
     return plots
-
-
-def with_samples(config: EvalConfig, samples: Sequence[int] | str, cap: int = DEFAULT_CAP) -> EvalConfig:
-    """``config`` with fixed draws, or with ``"auto"`` the doubling up to ``cap``."""
-    if samples == "auto":
-        return dataclasses.replace(config, samples=(1,), samples_cap=cap)
-    if isinstance(samples, str):
-        raise ValueError(f"samples must be counts or 'auto', got {samples!r}")
-    return dataclasses.replace(config, samples=tuple(samples), samples_cap=0)
-
-
-def execute(
-    config: EvalConfig, out: Path, *, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-    models: dict[str, nn.Module] | None = None, progress: bool = True, recompute_stale: bool = False,
-) -> tuple[ResultsFile, EvalConfig]:  # fmt: skip
-    """Run ``config`` and return the store and the config as run (``samples`` = the counts run when auto).
-
-    Zoo defenses on ``config.dataset`` by default (:func:`.engine.evaluate`); ``models`` (name -> module)
-    are the caller's own, and ``x, y`` the caller's test data (else the first ``config.n`` test images of
-    ``config.dataset``).
-    """
-    from stochdef.defenses import data as datasets
-
-    from .run import check_defense_name
-
-    if x is None and not models:
-        store = evaluate(config, out=out, progress=progress, recompute_stale=recompute_stale)
-        chosen = auto_samples.read(Path(out)) if config.samples_cap else None
-        if chosen is not None:
-            config = dataclasses.replace(config, samples=tuple(chosen["samples_run"]))
-        return store, config
-    data = datasets.load(config.dataset) if config.dataset in datasets.DATASETS else None
-    if x is None or y is None:
-        assert data is not None
-        x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
-    if models:
-        num_classes = num_classes_of(next(iter(models.values())), x)
-    else:
-        assert data is not None
-        num_classes = data.num_classes
-        for name in config.defenses:
-            check_defense_name(name, data)
-    check_labels(y, batch=len(x), num_classes=num_classes, device=x.device)
-    out = check_out(out)
-    with ResultsFile(out / "results.jsonl", lock=True) as store:
-        run = Run(config, store, x, y, num_classes, models=dict(models or {}))
-        run_checked(run, progress=progress, recompute_stale=recompute_stale)
-    return store, run.config

@@ -1,7 +1,7 @@
 """``--samples auto``: how many EoT draws are enough, measured on the defense itself.
 
 The attacks run at 1 draw per gradient, then 2, 4, 8, ... (doubling, up to ``samples_cap``). After each
-doubling the worst-case robust accuracy at the card's eps (:mod:`.worst_case`, over every attack and library
+doubling the worst-case robust accuracy at the card's eps (:mod:`.outputs.worst_case`, over every attack and library
 run at that number of draws) is compared with the previous one; the doubling stops when it fell by no more
 than the half-width of its 95% interval, for every defense. The chosen count of a defense is the last count
 before that final doubling (twice as many draws changed nothing the sample can resolve). No attack library
@@ -22,17 +22,16 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from stochdef.defenses.files import atomic_write_text
 
-from .results import ResultsFile
-from .run import EvalConfig, Run
-from .worst_case import summary
+from .compute.run import Run
+from .config import EvalConfig
+from .outputs.worst_case import summary
+from .store.results import ResultsFile
+from .store.samples_auto import FILE
 
 logger = logging.getLogger(__name__)
-FILE = "samples-auto.json"
 
 
 def settled(curve: list[tuple[int, float, float]]) -> int | None:
@@ -99,23 +98,3 @@ def write(run: Run, curves: dict[str, list[tuple[int, float, float]]], chosen: d
         },
     }
     atomic_write_text(run.store.path.parent / FILE, json.dumps(data, indent=2) + "\n")
-
-
-def read(out: Path) -> dict[str, Any] | None:
-    """The ``samples-auto.json`` of a run folder, if the run chose its draws."""
-    path = Path(out) / FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def section(out: Path) -> list[str]:
-    """Report lines for the chosen number of draws (empty when the run had fixed draws)."""
-    data = read(out)
-    if data is None:
-        return []
-    rule = data["rule"][:1].upper() + data["rule"][1:]
-    lines = ["## EoT draws: `--samples auto`", "", rule + f" (cap {data['cap']}, eps {data['eps']}).", ""]
-    lines += ["| defense | worst case by draws | chosen |", "| --- | --- | --- |"]
-    for d, v in data["defenses"].items():
-        curve = ", ".join(f"{p['samples']}: {p['robust_accuracy']:.2f} ± {p['half_width']:.2f}" for p in v["curve"])
-        lines.append(f"| {d} | {curve} | {v['chosen'] if v['settled'] else 'not settled at the cap'} |")
-    return lines + [""]

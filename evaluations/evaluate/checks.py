@@ -1,6 +1,6 @@
 """The checks of an evaluation's configuration, all run before its first cell (DESIGN.md, §C5).
 
-:func:`check_config` checks every field of an :class:`~.run.EvalConfig` (called by its ``__post_init__``):
+:func:`check_config` checks every field of an :class:`~.config.EvalConfig` (called by its ``__post_init__``):
 lists that are non-empty and hold no entry twice, names among the choices, ranges, the seed, the device (and
 that it exists on this machine). :func:`check_out` checks the output folder. Each error is a ``ValueError`` or
 ``TypeError`` naming the argument and the value; the CLI prints it on one line and exits with status 2.
@@ -25,7 +25,7 @@ import torch
 from stochdef.defenses import data as datasets
 from stochdef.defenses.validation import check_choice, check_int, check_range
 
-from ..libraries import EVAL_ATTACKS, LIBRARIES
+from .. import libraries
 
 __all__ = ["DEVICES", "check_config", "check_device", "check_list", "check_out"]
 
@@ -74,8 +74,8 @@ def check_config(c: Any) -> None:
     for name in check_list("defenses", c.defenses):
         if not isinstance(name, str) or not name:
             raise ValueError(f"defenses must be non-empty names, got {name!r}")
-    check_list("attack", c.attacks, EVAL_ATTACKS)
-    check_list("library", c.libraries, LIBRARIES)
+    check_list("attack", c.attacks, libraries.names(evaluate=True))
+    check_list("library", c.libraries, libraries.LIBRARIES)
     for e in check_list("eps", c.eps):
         if not math.isfinite(check_range("eps", e, low=0.0)):
             raise ValueError(f"eps must be finite, got {e}")

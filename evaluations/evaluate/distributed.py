@@ -1,17 +1,17 @@
 """``torchrun -m stochdef evaluate ...``: an evaluation's cells split across the ranks of torch.distributed.
 
 Every cell is independent given two things: its seed, fixed by the run's seed and its key
-(:func:`.results.cell_seed`), and the clean cells' records (an attack cell asks whether its defense is
+(:func:`.store.results.cell_seed`), and the clean cells' records (an attack cell asks whether its defense is
 random). So a run goes in two phases, clean cells then the rest; in each, the cells not yet done are split
-across the ranks balanced by expected cost (:func:`.schedule.split`, the same split on every rank), each
+across the ranks balanced by expected cost (:func:`.grid.schedule.split`, the same split on every rank), each
 rank computes its own on its own device (``LOCAL_RANK`` picks the GPU of a ``cuda`` run) and writes them
-to its own shard (:mod:`.shards`); at the end of a phase the ranks exchange their records
+to its own shard (:mod:`.store.shards`); at the end of a phase the ranks exchange their records
 (``all_gather_object``), so every rank sees every clean record. Rank 0 then writes the one
 ``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
 same records (except ``seconds``). With ``--block`` the units of the second phase are the blocks of each
-attack cell (:mod:`.blocks`), so that the ranks also share a long cell; rank 0 combines them into the cell.
+attack cell (:mod:`.store.blocks`), so that the ranks also share a long cell; rank 0 combines them into the cell.
 At the end rank 0 folds the ranks' parts of the worst-case files into the one a single process writes
-(:func:`.worst_case.fold_parts`).
+(:func:`.store.examples.fold_parts`).
 
 Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
 number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells; so does
@@ -38,12 +38,14 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checks import check_out
-from .engine import BLOCK, blocks_of, cells, combined_fields, compute, defenses_of, open_run, prepare, retire_stale
-from .results import ResultsFile
-from .run import EvalConfig, Run
-from .schedule import Cell, forward_seconds, split
-from .shards import Shard, merge_shards, remove_shard, shard_path, worst_case_parts
-from .worst_case import fold_parts
+from .compute.run import Run
+from .config import EvalConfig
+from .engine import compute, open_run, prepare, retire_stale
+from .grid.cells import AttackCell, Cell, CleanCell, grid
+from .grid.schedule import forward_seconds, split
+from .store.examples import fold_parts
+from .store.results import ResultsFile, is_transient
+from .store.shards import Shard, merge_shards, remove_shard, shard_path, worst_case_parts
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,10 @@ def rank_device(device: str, local_rank: int, gpus: int | None = None) -> str:
 def phases(everything: list[Cell]) -> list[list[Cell]]:
     """The cells in the order the ranks may compute them: the clean cells, whose records the others read,
     then all the rest."""
-    return [[c for c in everything if c[0] == "clean"], [c for c in everything if c[0] != "clean"]]
+    return [
+        [c for c in everything if isinstance(c, CleanCell)],
+        [c for c in everything if not isinstance(c, CleanCell)],
+    ]
 
 
 def _init(device: str) -> tuple[Any, bool]:
@@ -105,7 +110,7 @@ def evaluate(
 
     Every rank must call it with the same arguments (torchrun runs the same command on each). Rank 0 locks
     ``results.jsonl`` for the run and checks the recorded cells' provenance as a one-process run does
-    (``recompute_stale``: see :func:`.engine.evaluate`).
+    (``recompute_stale``: see :func:`.engine.retire_stale`).
     """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     config = replace(config, device=rank_device(config.device, local_rank))
@@ -124,7 +129,7 @@ def _evaluate(
     config: EvalConfig, out: Path, group: Any, *, progress: bool, recompute_stale: bool
 ) -> ResultsFile | None:
     rank, world = dist.get_rank(), dist.get_world_size()
-    data = prepare(config)  # a bad configuration fails on every rank before any file is touched
+    inputs = prepare(config)  # a bad configuration fails on every rank before any file is touched
     with contextlib.ExitStack() as stack:
         store: ResultsFile | None = None
         run: Run | None = None
@@ -132,30 +137,30 @@ def _evaluate(
         if rank == 0:
             out = check_out(out)
             store = stack.enter_context(ResultsFile(out / "results.jsonl", lock=True))
-            run = open_run(config, store, data)
+            run = open_run(config, store, inputs)
             # shards of a killed run, of any number of ranks (their worst-case parts folded in grid order)
-            merge_shards(store, out, order=[key for _, key, _ in cells(run)])
+            merge_shards(store, out, order=[cell.key for cell in grid(config)])
             # rank 0 loads every model (a bad checkpoint fails now; a missing one is trained once) and times it:
             # the weights of the split
             weights = forward_seconds(run)
-            retire_stale(run, list(cells(run)), out, recompute_stale=recompute_stale)
+            retire_stale(run, grid(config), out, recompute_stale=recompute_stale)
             box = [({record["key"]: record for record in store}, weights)]
         dist.broadcast_object_list(box, src=0, group=group)  # after the merge: no rank reads a leftover shard
         done, weights = box[0]
         shard = Shard(shard_path(out, rank), known=done)
         if run is None:
-            run = open_run(config, shard, data)
+            run = open_run(config, shard, inputs)
         else:
             run.store = shard
-        everything = list(cells(run))
+        everything = grid(config)
         if rank == 0:
             logger.info("%d cells, %d already done, %d ranks", len(everything), len(done), world)
         for number, phase in enumerate(phases(everything)):
-            todo = [unit for cell in phase if cell[1] not in shard for unit in _units(run, cell, shard)]
+            todo = [unit for cell in phase if cell.key not in shard for unit in _units(run, cell, shard)]
             mine = split(run, todo, world, weights)[rank]
             logger.info("rank %d: phase %d, %d of %d cells on %s", rank, number, len(mine), len(todo), config.device)
-            for kind, key, payload in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
-                compute(run, kind, key, payload)
+            for cell in tqdm(mine, desc=f"evaluate (phase {number + 1}/2)", disable=not progress or rank):
+                compute(run, cell)
             gathered: list[Any] = [None] * world
             dist.all_gather_object(gathered, list(shard.own()), group=group)
             for records in gathered:
@@ -164,8 +169,8 @@ def _evaluate(
             if store is not None:
                 _combine_blocks(run, shard, phase)
         if store is not None:  # in the order of the cells, as a one-process run writes them
-            order = {cell[1]: index for index, cell in enumerate(everything)}
-            new = [r for r in shard.known.values() if r["key"] not in store and r.get("kind") != BLOCK]
+            order = {cell.key: index for index, cell in enumerate(everything)}
+            new = [r for r in shard.known.values() if r["key"] not in store and not is_transient(r)]
             store.extend(sorted(new, key=lambda r: order.get(r["key"], len(order))))
             fold_parts(out, worst_case_parts(out), store, list(order))  # "first to break" in grid order
         dist.barrier(group=group)  # results.jsonl holds every record: the shards may go
@@ -175,19 +180,21 @@ def _evaluate(
 
 def _units(run: Run, cell: Cell, shard: Shard) -> list[Cell]:
     """The work of a cell not done: the cell, or (``--block``) those of its blocks not done."""
-    blocks = blocks_of(run, cell)
-    return [cell] if blocks is None else [block for block in blocks if block[1] not in shard]
+    blocks = cell.blocks(run) if isinstance(cell, AttackCell) else None
+    return [cell] if blocks is None else [block for block in blocks if block.key not in shard]
 
 
 def _combine_blocks(run: Run, shard: Shard, phase: list[Cell]) -> None:
-    """Rank 0: record every cell of ``phase`` whose blocks are all done, from their records (row order)."""
+    """Rank 0: record every attack cell of ``phase`` whose blocks are all done, from their records (row order)."""
     for cell in phase:
-        blocks = blocks_of(run, cell)
-        if blocks is None or cell[1] in shard:
+        if not isinstance(cell, AttackCell):
             continue
-        partials = [shard.known[key] for _, key, _ in blocks]
+        blocks = cell.blocks(run)
+        if blocks is None or cell.key in shard:
+            continue
+        partials = [shard.known[block.key] for block in blocks]
         seconds = sum(float(p["seconds"]) for p in partials)
-        run.record(cell[1], cell[0], combined_fields(run, cell, partials), seconds, defenses_of(*cell[::2]))
-        record = shard.get(cell[1])
+        run.record(cell.key, cell.kind, cell.combined(run, partials), seconds, cell.defenses())
+        record = shard.get(cell.key)
         if record is not None:
-            shard.known[cell[1]] = record
+            shard.known[cell.key] = record

@@ -1,231 +1,46 @@
-"""``stochdef evaluate``: every defense against every library, the naive and the EoT attack side by side.
+"""Computing a run's cells in one process, and the setup every run shares (one process or ``torchrun``'s ranks).
 
-A run is a list of cells, each computed once and streamed to ``results.jsonl`` (see :mod:`.results`):
-
-* ``clean`` (per defense): accuracy of the defense's own inference rule, one draw and an n-draw ensemble;
-* ``attack`` (defense x attack x library x eps x samples): robust accuracy under that library's attack,
-  ``samples=1`` being the naive single-draw attack and ``samples>1`` the EoT attack (skipped for a
-  deterministic defense, where EoT equals naive);
-* ``indicators`` (per defense): the gradient-obfuscation checks of :mod:`.diagnose`;
-* ``transfer`` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
-
-Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run computes exactly
-what an uninterrupted one would have, and ``torchrun`` can split the cells across processes
-(:mod:`.distributed`) without changing a number. Before the first cell: the configuration and the output folder are
-checked (:mod:`.checks`), ``results.jsonl`` is locked for this run (a second run into the same folder is
-refused), every model is loaded (a bad checkpoint fails now), and the recorded cells whose provenance differs
-from this run's (weights, versions, device, CPU capability: :mod:`.provenance`) refuse the run, or with
-``recompute_stale=True`` move to ``results.stale.jsonl`` and are computed again. Ctrl-C raises
-:class:`Interrupted`, saying how many cells are recorded and how to resume.
+A run is the list of cells of :func:`.grid.cells.grid`, each computed once and streamed to ``results.jsonl``
+(:mod:`.store.results`). Each cell seeds torch and numpy from the run's seed and its own key, so a resumed run
+computes exactly what an uninterrupted one would, and ``torchrun`` can split the cells across processes
+(:mod:`.distributed`) without changing a number. Before the first cell (:func:`prepare`, :func:`open_run`,
+:func:`run_checked`): the configuration and the output folder are checked (:mod:`.checks`), the data and the
+models are loaded (a bad checkpoint fails now), ``results.jsonl`` is locked for this run (a second run into the
+same folder is refused), and the recorded cells whose provenance differs from this run's (weights, versions,
+device, CPU capability: :mod:`.store.provenance`) refuse the run, or with ``recompute_stale=True`` move to
+``results.stale.jsonl`` and are computed again. Ctrl-C raises :class:`Interrupted`, saying how many cells are
+recorded and how to resume. The one entry point of every run is :func:`.api.evaluate`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from stochdef.adapters import is_random
 from stochdef.defenses import data as datasets
+from stochdef.defenses.validation import check_labels, probe_classes
 
-from .. import libraries
-from ..libraries import AttackSpec
-from .accounting import count_forward
 from .auto_samples import run_auto
-from .blocks import block_bits, block_key, block_rows, combine, full_rows, parse_block_key
 from .checks import check_out
-from .diagnose import SURROGATES, diagnose, surrogate_for
-from .provenance import differences, summary
-from .results import ResultsFile, cell_seed
-from .run import (
-    EvalConfig,
-    Judge,
-    Run,
-    attack_key,
-    check_defense_name,
-    clean_key,
-    indicator_key,
-    seed_everything,
-    training_notice,
-    transfer_key,
-)
-from .shards import merge_shards
-from .transfer import source_examples, transfer_cell
-from .worst_case import track_worst_case
+from .compute.accounting import count_forward
+from .compute.diagnose import SURROGATES
+from .compute.run import Run, check_defense_name, seed_everything, training_notice
+from .config import EvalConfig
+from .grid.cells import Cell, grid, linf_only
+from .store.provenance import differences, summary
+from .store.results import ResultsFile, cell_seed
+from .store.shards import merge_shards
 
 logger = logging.getLogger(__name__)
 
-BLOCK = "block"  # the kind of a block's record (rows of an attack cell computed apart: distributed.py)
-
-
-def cells(run: Run) -> Iterator[tuple[str, str, Any]]:
-    """``(kind, key, payload)`` of every cell of the run, in order (clean cells first)."""
-    c = run.config
-    for defense in c.defenses:
-        yield "clean", clean_key(c, defense), defense
-    for defense in c.defenses:
-        for attack in c.attacks:
-            for eps in c.eps:
-                for samples in c.samples:
-                    spec = c.attack_spec(attack, eps, samples)
-                    if isinstance(spec, str):  # no such attack in this threat model (FGSM under L2)
-                        continue
-                    for library in c.libraries:
-                        yield "attack", attack_key(c, defense, library, spec), (defense, library, spec)
-    if c.norm != "linf" and (c.indicators or c.transfer):
-        logger.warning("the indicators and the transfer matrix are L-inf checks: not run with norm %r", c.norm)
-        return
-    if c.indicators:
-        for defense in c.defenses:
-            yield "indicators", indicator_key(c, defense), defense
-    if c.transfer and len(c.defenses) > 1:
-        for source in c.defenses:
-            for target in c.defenses:
-                yield "transfer", transfer_key(c, source, target), (source, target)
-
-
-def compute(run: Run, kind: str, key: str, payload: Any) -> None:
-    """Compute one cell and record it (a cell that does not apply records why)."""
-    seed_everything(cell_seed(run.config.seed, key))
-    start = time.perf_counter()
-    if kind == "transfer":  # the source's examples: made once per process, outside the cell's passes and draws
-        reseed_after_source(run, key, payload[0])
-    with count_forward(run.models) as passes:
-        if kind == "clean":
-            model = run.model(payload)
-            random = is_random(model, run.x[:32], passes=3)
-            judged = Judge(model, run.config.judge_samples if random else 1)(run.x, run.y)
-            fields = {"defense": payload, "random": random, **judged}
-            track_worst_case(run, key, "clean", payload, max(run.config.eps), run.x, judged["correct"])
-        elif kind == "attack":
-            fields = attack_cell(run, key, *payload)
-        elif kind == BLOCK:  # rows of an attack cell, computed apart (distributed.py)
-            defense, library, spec, start, end = payload
-            fields = {"cell": cell_of(key), "defense": defense, **attack_block(run, key, *payload)}
-        elif kind == "indicators":
-            fields = {"defense": payload, "indicators": diagnose(run, payload)}
-        else:
-            fields = transfer_cell(run, *payload)
-    fields["forward_passes"] = passes.total  # rows through the defenses' forward (one example, one draw)
-    run.record(key, kind, fields, time.perf_counter() - start, defenses_of(kind, payload))
-
-
-def attack_header(run: Run, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
-    """An attack cell's settings, and ``skipped`` (why) when it does not run."""
-    # The fields an attack cell has always recorded (the spec's other settings are the table's defaults).
-    setting = {"attack": spec.attack, "eps": spec.eps, "samples": spec.samples, "steps": spec.steps}
-    fields = {"defense": defense, "library": library, **setting, "step": spec.step_size, "bounds": spec.bounds}
-    fields.update(run_spec_fields(spec))
-    reason = libraries.unsupported(library, spec)
-    if reason is not None:
-        fields["skipped"] = f"{library} has no counterpart: {reason}"
-    elif spec.samples > 1 and not run.is_random(defense):
-        fields["skipped"] = "deterministic defense: the EoT attack equals the naive one"
-    return fields
-
-
-def blocks_of(run: Run, cell: tuple[str, str, Any]) -> list[tuple[str, str, Any]] | None:
-    """The blocks of an attack cell that runs in blocks (``--block``), as cells ``(BLOCK, key, payload)``;
-    ``None`` for any other cell (a skipped attack cell, a run without blocks, another kind)."""
-    kind, key, payload = cell
-    if kind != "attack" or not run.config.block or "skipped" in attack_header(run, *payload):
-        return None
-    rows = block_rows(len(run.x), run.config.block)
-    return [(BLOCK, block_key(key, start, end), (*payload, start, end)) for start, end in rows]
-
-
-def combined_fields(run: Run, cell: tuple[str, str, Any], partials: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fields of a blocked attack cell from its blocks' records (in row order), as :func:`attack_cell`
-    gives them."""
-    _, _, (defense, library, spec) = cell
-    fields = attack_header(run, defense, library, spec)
-    fields.update(estimator=libraries.estimator(library, spec), **combine(partials))
-    return fields
-
-
-def attack_block(
-    run: Run, key: str, defense: str, library: str, spec: AttackSpec, start: int, end: int
-) -> dict[str, Any]:
-    """Rows ``start:end`` of an attack cell, seeded from the block's ``key`` alone (see :mod:`.blocks`)."""
-    seed_everything(cell_seed(run.config.seed, key))
-    model = run.model(defense)
-    x, y = run.x[start:end], run.y[start:end]
-    with count_forward(run.models) as passes:
-        x_adv = libraries.run(library, spec, model, x, y, num_classes=run.num_classes)
-        delta = (x_adv - x).flatten(1)
-        judged = Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, y)
-    label = f"{spec.attack}/{library}/samples {spec.samples}"
-    everywhere = block_bits(judged["correct"], start, end, len(run.x))
-    track_worst_case(run, key, label, defense, spec.radius, full_rows(run.x, x_adv, start, end), everywhere)
-    linf, l2 = float(delta.abs().max()), float(delta.norm(dim=1).max())
-    return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total}
-
-
-def attack_cell(run: Run, key: str, defense: str, library: str, spec: AttackSpec) -> dict[str, Any]:
-    """One library's attack on one defense, judged per example by the defense's own inference rule (with
-    ``--block``, block by block: :mod:`.blocks`)."""
-    fields = attack_header(run, defense, library, spec)
-    blocks = None if "skipped" in fields else blocks_of(run, ("attack", key, (defense, library, spec)))
-    if blocks is not None:
-        partials = [attack_block(run, block, *payload) for _, block, payload in blocks]
-        return combined_fields(run, ("attack", key, (defense, library, spec)), partials)
-    if "skipped" not in fields:
-        model = run.model(defense)
-        x_adv = libraries.run(library, spec, model, run.x, run.y, num_classes=run.num_classes)
-        delta = (x_adv - run.x).flatten(1)
-        judged = Judge(model, run.draws(defense, run.config.judge_samples))(x_adv, run.y)
-        fields.update(
-            estimator=libraries.estimator(library, spec),
-            linf=float(delta.abs().max()),
-            l2=float(delta.norm(dim=1).max()),
-            **judged,
-        )
-        label = f"{spec.attack}/{library}/samples {spec.samples}"
-        track_worst_case(run, key, label, defense, spec.radius, x_adv, judged["correct"])
-    return fields
-
-
-def run_spec_fields(spec: AttackSpec) -> dict[str, Any]:
-    """The settings of the stronger attacks and of L2 runs, recorded only where they apply."""
-    fields: dict[str, Any] = {}
-    if spec.norm != "linf":
-        fields["norm"] = spec.norm
-    if spec.restarts != 1 or spec.attack in ("pgd-rs", "apgd-ce", "apgd-dlr", "square"):
-        fields["restarts"] = spec.restarts
-    if spec.attack == "square":
-        fields["queries"] = spec.queries
-    return fields
-
-
-def reseed_after_source(run: Run, key: str, source: str) -> None:
-    """Make (or reuse) the transfer source's examples, then seed the cell: the target's draws then start from
-    the cell's own seed whether or not an earlier cell on this process had made that source's examples."""
-    source_examples(run, source)
-    seed_everything(cell_seed(run.config.seed, key))
-
-
-def cell_of(key: str) -> str:
-    """The cell a block's ``key`` belongs to."""
-    parsed = parse_block_key(key)
-    if parsed is None:
-        raise ValueError(f"not a block key: {key!r}")
-    return parsed[0]
-
-
-def defenses_of(kind: str, payload: Any) -> tuple[str, ...]:
-    """The defenses whose models a cell uses (its provenance records their weights)."""
-    if kind in ("attack", BLOCK):
-        return (payload[0],)
-    if kind == "transfer":
-        return tuple(dict.fromkeys(payload))
-    if kind == "indicators":  # the transfer indicator attacks from a surrogate model
-        return (payload, surrogate_for(payload))
-    return (payload,)
+STALE_FILE = "results.stale.jsonl"
 
 
 class StaleResultsError(ValueError):
@@ -236,47 +51,86 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says where it stopped and how to resume."""
 
 
-STALE_FILE = "results.stale.jsonl"
+@dataclass
+class Inputs:
+    """What a run evaluates on: the test examples, their class count, and the caller's own models (none for zoo
+    defenses, which :class:`Run` loads by name)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    models: dict[str, nn.Module] = field(default_factory=dict)
 
 
-def _stale(run: Run, grid: list[tuple[str, str, Any]]) -> dict[str, list[str]]:
-    """The recorded cells of ``grid`` whose provenance differs from what this run would record, and how."""
+def prepare(
+    config: EvalConfig, *, models: dict[str, nn.Module] | None = None, x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+) -> Inputs:  # fmt: skip
+    """Check and load what ``config`` runs on: the caller's ``models`` (else the zoo's defenses, each name checked,
+    with a notice for every one that will be trained first) and test data ``x, y`` (else the first ``config.n``
+    test examples of ``config.dataset``). Logs, once per run, that an L2 run skips the L-inf checks."""
+    data = datasets.load(config.dataset) if config.dataset in datasets.DATASETS else None
+    if x is None or y is None:
+        if data is None:
+            raise ValueError(f"dataset {config.dataset!r} holds no test data: pass x and y")
+        if config.n > len(data.x_test):
+            raise ValueError(
+                f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}"
+            )
+        x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
+    if models:
+        first = next(iter(models.values()))
+        num_classes = probe_classes(first, input_shape=tuple(x.shape[1:]), bounds=config.bounds, device=x.device)
+    else:
+        assert data is not None, "zoo defenses need a zoo data set"
+        num_classes = data.num_classes
+        for name in config.defenses:
+            check_defense_name(name, data)  # unknown names fail here, listing the valid ones
+    check_labels(y, batch=len(x), num_classes=num_classes, device=x.device)
+    zoo_names = () if models else config.defenses
+    for name in dict.fromkeys(zoo_names + (SURROGATES if config.indicators and data is not None else ())):
+        if notice := training_notice(name, config.dataset):
+            logger.warning(notice)  # before the run starts, so that the user can stop it
+    if linf_only(config):
+        logger.warning("the indicators and the transfer matrix are L-inf checks: not run with norm %r", config.norm)
+    return Inputs(x, y, num_classes, dict(models or {}))
+
+
+def open_run(config: EvalConfig, store: ResultsFile, inputs: Inputs | None = None) -> Run:
+    """The :class:`Run` of ``config`` on ``inputs`` (:func:`prepare` d if not given) that records into ``store``."""
+    inputs = prepare(config) if inputs is None else inputs
+    return Run(config, store, inputs.x, inputs.y, inputs.num_classes, models=dict(inputs.models))
+
+
+def compute(run: Run, cell: Cell) -> None:
+    """Compute one cell and record it (a cell that does not apply records why)."""
+    cell.before(run)  # work shared with other cells (a transfer source's examples): outside its seed and count
+    seed_everything(cell_seed(run.config.seed, cell.key))
+    start = time.perf_counter()
+    with count_forward(run.models) as passes:
+        fields = cell.compute(run)
+    fields["forward_passes"] = passes.total  # rows through the defenses' forward (one example, one draw)
+    run.record(cell.key, cell.kind, fields, time.perf_counter() - start, cell.defenses())
+
+
+def _stale(run: Run, cells: Sequence[Cell]) -> dict[str, list[str]]:
+    """The recorded cells of ``cells`` whose provenance differs from what this run would record, and how."""
     expected = {"versions": run.versions}
     found = {}
-    for kind, key, payload in grid:
-        record = run.store.get(key)
+    for cell in cells:
+        record = cell.record(run.store)
         if record is not None:
-            diff = differences(record, {**expected, "provenance": run.provenance(defenses_of(kind, payload))})
+            diff = differences(record, {**expected, "provenance": run.provenance(cell.defenses())})
             if diff:
-                found[key] = diff
+                found[cell.key] = diff
     return found
 
 
-def prepare(config: EvalConfig) -> datasets.Dataset:
-    """Load the data and check every defense name; announce the models that will be trained first."""
-    data = datasets.load(config.dataset)
-    if config.n > len(data.x_test):
-        raise ValueError(f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}")
-    for name in config.defenses:
-        check_defense_name(name, data)  # unknown names fail here, listing the valid ones
-    for name in dict.fromkeys(config.defenses + (SURROGATES if config.indicators else ())):
-        if notice := training_notice(name, config.dataset):
-            logger.warning(notice)  # before the run starts, so that the user can stop it
-    return data
-
-
-def open_run(config: EvalConfig, store: ResultsFile, data: datasets.Dataset | None = None) -> Run:
-    """The :class:`Run` of ``config`` (on ``data``, :func:`prepare` d if not given) that records into ``store``."""
-    data = prepare(config) if data is None else data
-    device = torch.device(config.device)
-    return Run(config, store, data.x_test[: config.n].to(device), data.y_test[: config.n].to(device), data.num_classes)
-
-
-def retire_stale(run: Run, grid: list[tuple[str, str, Any]], out: Path, *, recompute_stale: bool) -> None:
-    """Refuse a store holding cells of ``grid`` of another provenance, or (``recompute_stale``) move them to
+def retire_stale(run: Run, cells: Sequence[Cell], out: Path, *, recompute_stale: bool) -> None:
+    """Refuse a store holding cells of ``cells`` of another provenance, or (``recompute_stale``) move them to
     ``out/results.stale.jsonl`` so that they are computed again. ``run.store`` must be the results file."""
     store = run.store
-    stale = _stale(run, grid)
+    stale = _stale(run, cells)
     if stale and not recompute_stale:
         raise StaleResultsError(
             f"{store.path} holds {len(stale)} cell(s) of this run computed under other conditions "
@@ -293,19 +147,18 @@ def retire_stale(run: Run, grid: list[tuple[str, str, Any]], out: Path, *, recom
         )
 
 
-def evaluate(config: EvalConfig, *, out: Path, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:
-    """Run (or resume) the evaluation described by ``config``; results go to ``out/results.jsonl``.
-
-    Everything is checked before the first cell (see the module docstring); recorded cells of another
-    provenance raise :class:`StaleResultsError` unless ``recompute_stale=True``. Shards left by a killed
-    distributed run (:mod:`.distributed`) are merged first: their cells are done.
-    """
+def local(
+    config: EvalConfig, inputs: Inputs, *, out: Path, progress: bool = True, recompute_stale: bool = False
+) -> tuple[ResultsFile, EvalConfig]:
+    """Run (or resume) ``config`` on ``inputs`` in this process; results go to ``out/results.jsonl``. Returns the
+    store and the config as run (with ``--samples auto``, the counts it ran). Shards left by a killed distributed
+    run (:mod:`.distributed`) are merged first: their cells are done."""
     out = check_out(out)
-    data = prepare(config)
     with ResultsFile(out / "results.jsonl", lock=True) as store:
-        run = open_run(config, store, data)
-        merge_shards(store, out, order=[key for _, key, _ in cells(run)])
-        return run_checked(run, progress=progress, recompute_stale=recompute_stale)
+        run = open_run(config, store, inputs)
+        merge_shards(store, out, order=[cell.key for cell in grid(config)])
+        run_checked(run, progress=progress, recompute_stale=recompute_stale)
+    return store, run.config
 
 
 def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = False) -> ResultsFile:
@@ -317,7 +170,7 @@ def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = Fals
     config, store = run.config, run.store
     for name in config.defenses:
         run.model(name)  # a missing or bad checkpoint fails before the first cell
-    retire_stale(run, list(cells(run)), store.path.parent, recompute_stale=recompute_stale)
+    retire_stale(run, grid(config), store.path.parent, recompute_stale=recompute_stale)
     if config.samples_cap:
         return run_auto(run, lambda r: run_cells(r, progress=progress))
     return run_cells(run, progress=progress)
@@ -326,13 +179,13 @@ def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = Fals
 def run_cells(run: Run, *, progress: bool = True) -> ResultsFile:
     """Compute every cell of ``run.config`` that the store lacks; Ctrl-C raises :class:`Interrupted`."""
     store = run.store
-    grid = list(cells(run))
-    todo = [cell for cell in grid if cell[1] not in store]
-    logger.info("%d cells, %d already done", len(grid), len(grid) - len(todo))
+    cells = grid(run.config)
+    todo = [cell for cell in cells if cell.key not in store]
+    logger.info("%d cells, %d already done", len(cells), len(cells) - len(todo))
     done = 0
     try:
-        for kind, key, payload in tqdm(todo, desc="evaluate", disable=not progress):
-            compute(run, kind, key, payload)
+        for cell in tqdm(todo, desc="evaluate", disable=not progress):
+            compute(run, cell)
             done += 1
     except KeyboardInterrupt:
         raise Interrupted(

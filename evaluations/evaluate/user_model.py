@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stochdef.defenses.validation import check_bounds, check_input, check_labels
+from stochdef.defenses.validation import check_bounds, check_input
 
 
 def load_model(target: str) -> nn.Module:
@@ -105,16 +105,6 @@ def load_data(
     if y.dtype != torch.int64:
         raise TypeError(f"y in {str(path)!r} must hold int64 class labels, got {y.dtype}")
     return x, y
-
-
-def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
-    """The number of logits ``model`` returns for one input."""
-    with torch.no_grad():
-        return int(model(x[:1]).shape[-1])
-
-
-def check_labels_fit(y: torch.Tensor, x: torch.Tensor, num_classes: int) -> None:
-    check_labels(y, batch=len(x), num_classes=num_classes)
 
 
 def fingerprint(*parts: nn.Module | torch.Tensor | str, extra: Iterable[str] = ()) -> str:

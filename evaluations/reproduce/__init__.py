@@ -148,25 +148,6 @@ def run(
     return result
 
 
-def paper_vs_ours(
-    title: str,
-    labels: Sequence[str],
-    paper: Sequence[float | None],
-    ours: dict[str, Sequence[float]],
-    *,
-    first: str = "",
-    note: str = "",
-    fmt: str = "{:.1f}",
-) -> Table:
-    """A table with one row per label: the paper's number, then each of our measured columns."""
-    columns = [first or "", "paper", *ours]
-    rows = [
-        [label, p, *[values[i] for values in ours.values()]]
-        for i, (label, p) in enumerate(zip(labels, paper, strict=True))
-    ]
-    return Table(title, columns, rows, note, fmt)
-
-
 def line_plot(
     path: Path,
     x: Sequence[float],

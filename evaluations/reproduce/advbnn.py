@@ -18,7 +18,7 @@ from stochdef.defenses import data as datasets
 from stochdef.defenses import zoo
 
 from ..attacks import pgd
-from ..evaluate.transfer import rho
+from ..evaluate.compute.transfer import rho
 from . import Reproduction, Table
 
 MODELS = {"vanilla-cnn": "None", "bnn": "BNN", "madry": "Adv. Train", "rse": "RSE", "adv-bnn": "Adv-BNN"}

@@ -18,7 +18,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from stochdef.adapters import ensemble_accuracy, eot_gradient, is_random, to_art, to_foolbox, to_torchattacks
-from stochdef.evaluations.libraries import AttackSpec, run
+from stochdef.evaluations.libraries import FGSM, PGD, Attack, DeepFool, run
 
 EPS, STEP, STEPS = 0.15, 0.02, 10
 SHAPE = (1, 8, 8)
@@ -167,10 +167,10 @@ def test_adapter_bad_configuration_raises(noisy_digits_mlp: nn.Module) -> None:
 # ---- (3)+(4) real attacks through the adapters lower a randomized model's accuracy; it stays random -------
 
 
-def _spec(attack: str) -> AttackSpec:
+def _spec(attack: str) -> Attack:
     if attack == "deepfool":
-        return AttackSpec("deepfool", norm="l2", steps=20, overshoot=0.1, candidates=10, samples=16)
-    return AttackSpec(attack, EPS, step=STEP, steps=STEPS, samples=16)
+        return DeepFool(norm="l2", steps=20, overshoot=0.1, candidates=10, samples=16)
+    return FGSM(eps=EPS, samples=16) if attack == "fgsm" else PGD(eps=EPS, step=STEP, steps=STEPS, samples=16)
 
 
 def _carlini_wagner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

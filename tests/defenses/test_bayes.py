@@ -32,7 +32,7 @@ from stochdef.defenses.bayes import (
     to_bayesian,
 )
 from stochdef.defenses.functional import gaussian_linear
-from stochdef.evaluations.libraries import AttackSpec, run
+from stochdef.evaluations.libraries import FGSM, run
 
 N = 20_000  # draws per statistical check
 Z = 6.0
@@ -256,7 +256,7 @@ def trained_bnn(digits) -> nn.Module:  # type: ignore[no-untyped-def]
 
 
 def _fgsm(library: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    return run(library, AttackSpec("fgsm", eps, samples=8), model, x, y, num_classes=10)
+    return run(library, FGSM(eps=eps, samples=8), model, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])

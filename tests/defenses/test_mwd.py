@@ -25,7 +25,7 @@ from stochdef.defenses.mwd import (
     square_error_loss,
 )
 from stochdef.defenses.mwd_functional import LargeAttractorExp, SharedFeedbackMax, max_weighted_sq_distance, mwd_unit
-from stochdef.evaluations.libraries import AttackSpec, run
+from stochdef.evaluations.libraries import FGSM, run
 
 EPS = 0.1
 
@@ -230,7 +230,7 @@ def test_bad_gradient_switches_raise() -> None:
 
 def _fgsm(library: str, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """FGSM from ``library`` (through its adapter at one draw), or the in-house reference."""
-    return run(library, AttackSpec("fgsm", EPS), net, x, y, num_classes=10)
+    return run(library, FGSM(eps=EPS), net, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("mode", ["true", "pseudo"])

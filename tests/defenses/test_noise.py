@@ -14,7 +14,7 @@ from stochdef.adapters import is_random
 from stochdef.defenses import zoo
 from stochdef.defenses.models import SmallResNet, mlp
 from stochdef.defenses.noise import DISTRIBUTIONS, NoiseInjection, inject_noise, noise_layers, sample_noise
-from stochdef.evaluations.libraries import AttackSpec, run
+from stochdef.evaluations.libraries import FGSM, run
 
 STD = 0.7
 # Exact laws for std = STD, and the kurtosis E[(X-mu)^4]/sigma^4 that sets the spread of the sample std.
@@ -140,7 +140,7 @@ EPS = 0.1
 
 
 def _fgsm(library: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return run(library, AttackSpec("fgsm", EPS, samples=8), model, x, y, num_classes=10)
+    return run(library, FGSM(eps=EPS, samples=8), model, x, y, num_classes=10)
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])

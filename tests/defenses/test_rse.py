@@ -16,7 +16,7 @@ from torch import nn
 from stochdef.adapters import EoT, is_random, to_torchattacks
 from stochdef.defenses import NoiseInjection, fit, small_cnn, zoo
 from stochdef.defenses.rse import to_rse
-from stochdef.evaluations.libraries import AttackSpec, run
+from stochdef.evaluations.libraries import FGSM, run
 
 N = 20_000
 Z = 6.0
@@ -73,7 +73,7 @@ def trained_rse(digits) -> nn.Module:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
 def test_fgsm_through_each_library(trained_rse: nn.Module, digits, library: str) -> None:
     x, y = digits.x_test[:16], digits.y_test[:16]
-    x_adv = run(library, AttackSpec("fgsm", 0.1, samples=8), trained_rse, x, y, num_classes=10)
+    x_adv = run(library, FGSM(eps=0.1, samples=8), trained_rse, x, y, num_classes=10)
     assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
     assert (x_adv >= 0).all() and (x_adv <= 1).all()
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)

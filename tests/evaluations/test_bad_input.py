@@ -30,8 +30,8 @@ from stochdef.defenses.intervals import certified, certified_accuracy
 from stochdef.defenses.mwd import MWDLayer
 from stochdef.evaluations import cli
 from stochdef.evaluations.attacks import deepfool, fgsm, fgsm_minimal, local_search, pgd
-from stochdef.evaluations.evaluate import EvalConfig, clean_key
-from stochdef.evaluations.evaluate.results import CorruptResultsError, ResultsFile, merge
+from stochdef.evaluations.evaluate import CleanCell, EvalConfig
+from stochdef.evaluations.evaluate.store.results import CorruptResultsError, ResultsFile, merge
 
 # ---- API --------------------------------------------------------------------------------------------------------
 
@@ -301,7 +301,7 @@ def test_cells_of_other_provenance_are_refused_then_recomputed(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     stale = {
-        "key": clean_key(TINY_CONFIG, "vanilla-mlp"),
+        "key": CleanCell.of(TINY_CONFIG, "vanilla-mlp").key,
         "kind": "clean",
         "defense": "vanilla-mlp",
         "random": False,

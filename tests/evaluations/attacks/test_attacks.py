@@ -14,7 +14,7 @@ from stochdef.adapters import EoT
 from stochdef.evaluations.attacks import deepfool, fgsm, fgsm_minimal, local_search, pgd
 from stochdef.evaluations.attacks.deepfool import linearize
 from stochdef.evaluations.crosscheck import references
-from stochdef.evaluations.libraries import AttackSpec, run, unsupported
+from stochdef.evaluations.libraries import FGSM, LocalSearch, make, run, unsupported
 from stochdef.evaluations.stats import intervals_overlap, median_interval, two_proportion_tolerance
 
 EPS, STEP, STEPS = 0.1, 0.01, 10
@@ -38,7 +38,11 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     ("attack", "targeted"), [("fgsm", False), ("fgsm", True), ("pgd", False), ("pgd", True), ("bim", False)]
 )
 def test_bit_identical_with_libraries(plain_digits_mlp, digits, device, library, attack, targeted) -> None:  # type: ignore[no-untyped-def]
-    spec = AttackSpec(attack, EPS, step=STEP, steps=STEPS, targeted=targeted)
+    spec = (
+        FGSM(eps=EPS, targeted=targeted)
+        if attack == "fgsm"
+        else make(attack, eps=EPS, step=STEP, steps=STEPS, targeted=targeted)
+    )
     if unsupported(library, spec):
         pytest.skip(unsupported(library, spec))  # Foolbox 3's FGSM has no targeted mode
     model = plain_digits_mlp.to(device).eval()
@@ -257,7 +261,7 @@ def _advertorch_rates(model, digits, select: str, rounds: int, n: int):  # type:
     x, y = _data(digits, "cpu", n)
     keep = model(x).argmax(1) == y
     x, y = x[keep], y[keep]
-    spec = AttackSpec("localsearch", select=select, rounds=rounds)
+    spec = LocalSearch(select=select, rounds=rounds)
     torch.manual_seed(0)
     ours = local_search(model, x, y, rounds=rounds, select=select)
     out = references.advertorch_local_search(spec, model, x, y)

@@ -16,7 +16,7 @@ from stochdef.evaluations.crosscheck import checks as crosscheck_checks
 from stochdef.evaluations.crosscheck import references
 from stochdef.evaluations.crosscheck.checks import stall_share
 from stochdef.evaluations.crosscheck.models import MODELS, ModelCase, Trained
-from stochdef.evaluations.libraries import AttackSpec
+from stochdef.evaluations.libraries import BIM
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_disagreement_fails_the_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, digits, plain_digits_mlp
 ) -> None:  # type: ignore[no-untyped-def]
     trained = Trained(MODELS["mlp-digits"], plain_digits_mlp, digits, 0.95, 0.0)
-    setting = crosscheck_checks.Setting("bim", AttackSpec("bim", 0.1, step=0.01, steps=5))
+    setting = crosscheck_checks.Setting("bim", BIM(eps=0.1, step=0.01, steps=5))
     x, y = digits.x_test[:32], digits.y_test[:32]
     rows = crosscheck_checks.exact_rows(trained, setting, x, y, seed=0)
     assert all(r.passed for r in rows)

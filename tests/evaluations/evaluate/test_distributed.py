@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 
 from stochdef.evaluations.cli import evaluate as evaluate_cli
-from stochdef.evaluations.evaluate import EvalConfig, cells, clean_key, compute
+from stochdef.evaluations.evaluate import CleanCell, EvalConfig, TransferCell, compute, grid
 from stochdef.evaluations.evaluate.distributed import launched, phases, rank_device
 from stochdef.evaluations.evaluate.engine import open_run
-from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.evaluate.schedule import balance, forward_seconds, split
-from stochdef.evaluations.evaluate.shards import Shard, leftover_shards, merge_shards, shard_path
-from stochdef.evaluations.evaluate.worst_case import read
+from stochdef.evaluations.evaluate.grid.schedule import balance, forward_seconds, split
+from stochdef.evaluations.evaluate.store.examples import read
+from stochdef.evaluations.evaluate.store.results import ResultsFile
+from stochdef.evaluations.evaluate.store.shards import Shard, leftover_shards, merge_shards, shard_path
 
 OPTIONS = [
     "--defense", "vanilla-mlp,sdr-learnable", "--attack", "fgsm,pgd", "--library", "inhouse,torchattacks",
@@ -210,20 +210,21 @@ def test_split_gives_every_cell_to_one_rank_and_keeps_a_transfer_source_together
         defenses=("vanilla-mlp", "sdr-learnable", "noise-gaussian"), attacks=("fgsm", "pgd"),
         libraries=("inhouse", "art"), eps=(0.1, 0.2), samples=(1, 8), n=10, steps=3, judge_samples=2,
     )  # fmt: skip
-    known = {clean_key(config, "vanilla-mlp"): {"key": clean_key(config, "vanilla-mlp"), "random": False}}
-    run = open_run(config, Shard(tmp_path / "shard.jsonl", known=known))
-    clean, rest = phases(list(cells(run)))
-    assert {c[0] for c in clean} == {"clean"} and "clean" not in {c[0] for c in rest}
+    key = CleanCell.of(config, "vanilla-mlp").key
+    run = open_run(config, Shard(tmp_path / "shard.jsonl", known={key: {"key": key, "random": False}}))
+    clean, rest = phases(grid(config))
+    assert all(isinstance(c, CleanCell) for c in clean) and not any(isinstance(c, CleanCell) for c in rest)
     weights = forward_seconds(run)
     assert set(weights) == set(config.defenses) and min(weights.values()) > 0
     for ranks in (1, 2, 3, 5):
         given = split(run, rest, ranks, weights)
-        assert sorted(c[1] for g in given for c in g) == sorted(c[1] for c in rest)
+        assert sorted(c.key for g in given for c in g) == sorted(c.key for c in rest)
         for g in given:  # each rank keeps the order of the grid
-            assert [c[1] for c in g] == [c[1] for c in rest if c in g]
-        owner = {c[1]: rank for rank, g in enumerate(given) for c in g}
+            assert [c.key for c in g] == [c.key for c in rest if c in g]
+        owner = {c.key: rank for rank, g in enumerate(given) for c in g}
         for source in config.defenses:
-            assert len({owner[c[1]] for c in rest if c[0] == "transfer" and c[2][0] == source}) == 1
+            sources = {owner[c.key] for c in rest if isinstance(c, TransferCell) and c.source == source}
+            assert len(sources) == 1
     # the same split whenever it is asked for (every rank computes it for itself)
     assert split(run, rest, 3, weights) == split(run, rest, 3, weights)
 
@@ -267,14 +268,14 @@ def test_a_transfer_cell_does_not_depend_on_the_cells_before_it(tmp_path: Path) 
 
     def transfer_records(order: int, folder: str) -> dict[str, dict[str, Any]]:
         run = open_run(config, ResultsFile(tmp_path / folder / "results.jsonl"))
-        grid = list(cells(run))
-        for cell in grid:
-            if cell[0] == "clean":
-                compute(run, *cell)
-        transfers = [cell for cell in grid if cell[0] == "transfer" and cell[2][0] == "noise-gaussian"]
+        cells = grid(config)
+        for cell in cells:
+            if isinstance(cell, CleanCell):
+                compute(run, cell)
+        transfers = [c for c in cells if isinstance(c, TransferCell) and c.source == "noise-gaussian"]
         for cell in transfers[::order]:
-            compute(run, *cell)
-        return _numbers([r for r in run.store if r["kind"] == "transfer"])
+            compute(run, cell)
+        return _numbers([r for r in run.store if r["kind"] == TransferCell.kind])
 
     assert transfer_records(1, "forward") == transfer_records(-1, "backward")
 

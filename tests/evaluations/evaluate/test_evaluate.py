@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from stochdef.evaluations.evaluate import EvalConfig, attack_key, clean_key, evaluate
-from stochdef.evaluations.evaluate.plots import all_plots
-from stochdef.evaluations.evaluate.report import markdown
-from stochdef.evaluations.evaluate.results import ResultsFile
-from stochdef.evaluations.libraries import LIBRARIES, AttackSpec
+from stochdef.evaluations.evaluate import AttackCell, CleanCell, EvalConfig, evaluate
+from stochdef.evaluations.evaluate.outputs.plots import all_plots
+from stochdef.evaluations.evaluate.outputs.report import markdown
+from stochdef.evaluations.evaluate.store.results import ResultsFile
+from stochdef.evaluations.libraries import LIBRARIES, PGD
 
 SMALL = EvalConfig(
     defenses=("vanilla-mlp", "sdr-learnable"),
@@ -34,7 +34,9 @@ SMALL = EvalConfig(
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultsFile, Path]:
     out = tmp_path_factory.mktemp("evaluate")
-    return evaluate(SMALL, out=out, progress=False), out
+    store = evaluate(SMALL, out=out, progress=False).store
+    assert store is not None
+    return store, out
 
 
 def test_every_cell_is_recorded_once(small_run: tuple[ResultsFile, Path]) -> None:
@@ -44,17 +46,17 @@ def test_every_cell_is_recorded_once(small_run: tuple[ResultsFile, Path]) -> Non
     # clean + attacks (defense x attack x eps x samples x library) + transfer (defense x defense)
     assert len(keys) == 2 + 2 * 2 * 2 * 2 * len(LIBRARIES) + 2 * 2
     for d in SMALL.defenses:
-        assert clean_key(SMALL, d) in store
+        assert CleanCell.of(SMALL, d).key in store
 
 
 def test_clean_cells_know_which_defense_is_random(small_run: tuple[ResultsFile, Path]) -> None:
     store, _ = small_run
-    assert store.get(clean_key(SMALL, "vanilla-mlp"))["random"] is False
-    assert store.get(clean_key(SMALL, "sdr-learnable"))["random"] is True
+    assert store.get(CleanCell.of(SMALL, "vanilla-mlp").key)["random"] is False
+    assert store.get(CleanCell.of(SMALL, "sdr-learnable").key)["random"] is True
 
 
 def _attack(store: ResultsFile, defense: str, library: str, attack: str, eps: float, samples: int) -> dict[str, Any]:
-    record = store.get(attack_key(SMALL, defense, library, AttackSpec(attack, eps, samples=samples, steps=SMALL.steps)))
+    record = AttackCell.of(SMALL, defense, library, SMALL.attack(attack, eps, samples)).record(store)  # type: ignore[arg-type]
     assert record is not None
     return record
 
@@ -76,7 +78,7 @@ def test_libraries_agree_on_a_deterministic_model(small_run: tuple[ResultsFile, 
 
 def test_attacks_lower_accuracy(small_run: tuple[ResultsFile, Path]) -> None:
     store, _ = small_run
-    clean = store.get(clean_key(SMALL, "vanilla-mlp"))["acc_single"]
+    clean = store.get(CleanCell.of(SMALL, "vanilla-mlp").key)["acc_single"]
     assert _attack(store, "vanilla-mlp", "inhouse", "pgd", 0.1, 1)["acc_single"] < clean - 0.2
 
 
@@ -143,11 +145,12 @@ def test_pseudogradient_variant_attacks_through_the_pseudogradient(tmp_path: Pat
         defenses=("mwd-256", "mwd-256[psd]"), attacks=("pgd",), libraries=("inhouse", "foolbox"), eps=(0.3,),
         samples=(1,), n=40, steps=5, judge_samples=1, indicators=False, transfer=False,
     )  # fmt: skip
-    store = evaluate(config, out=tmp_path, progress=False)
-    true, pseudo = (store.get(clean_key(config, d)) for d in config.defenses)
+    store = evaluate(config, out=tmp_path, progress=False).store
+    assert store is not None
+    true, pseudo = (store.get(CleanCell.of(config, d).key) for d in config.defenses)
     assert true["acc_single"] == pseudo["acc_single"]
-    spec = AttackSpec("pgd", 0.3, samples=1, steps=5)
+    spec = PGD(eps=0.3, samples=1, steps=5)
     for lib in config.libraries:
-        a = store.get(attack_key(config, "mwd-256", lib, spec))["acc_single"]
-        b = store.get(attack_key(config, "mwd-256[psd]", lib, spec))["acc_single"]
+        a = store.get(AttackCell.of(config, "mwd-256", lib, spec).key)["acc_single"]
+        b = store.get(AttackCell.of(config, "mwd-256[psd]", lib, spec).key)["acc_single"]
         assert b < a, (lib, a, b)  # the pseudogradient attack is the stronger one on MWD (paper Table 1 [psd])

@@ -203,8 +203,8 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
 def test_an_explicit_checkpoint_wins_over_the_zoo_one(tmp_path: Path) -> None:
     """``--defense NAME --checkpoint PATH`` loads PATH into the zoo architecture, and PATH enters the keys."""
     from stochdef.defenses import zoo
-    from stochdef.evaluations.evaluate import EvalConfig, Run, clean_key
-    from stochdef.evaluations.evaluate.results import ResultsFile
+    from stochdef.evaluations.evaluate import CleanCell, EvalConfig, Run
+    from stochdef.evaluations.evaluate.store.results import ResultsFile
 
     shipped, _ = zoo.load("vanilla-mlp", dataset="mnist5k")
     zeros = {k: torch.zeros_like(v) for k, v in shipped.state_dict().items()}
@@ -218,5 +218,5 @@ def test_an_explicit_checkpoint_wins_over_the_zoo_one(tmp_path: Path) -> None:
     assert not torch.equal(shipped(x), model(x))
     other = EvalConfig(defenses=("vanilla-mlp",), checkpoint=str(tmp_path / "same.pt"), indicators=False)
     plain = EvalConfig(defenses=("vanilla-mlp",), indicators=False)
-    keys = {clean_key(c, "vanilla-mlp") for c in (config, other, plain)}
+    keys = {CleanCell.of(c, "vanilla-mlp").key for c in (config, other, plain)}
     assert len(keys) == 3  # each checkpoint its own cells; the zoo run's keys unchanged

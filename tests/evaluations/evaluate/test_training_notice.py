@@ -10,7 +10,7 @@ import pytest
 
 from stochdef.defenses.zoo.store import SHIPPED_DIR
 from stochdef.evaluations.evaluate import EvalConfig, evaluate
-from stochdef.evaluations.evaluate.run import training_notice
+from stochdef.evaluations.evaluate.compute.run import training_notice
 
 
 def test_notice_quotes_the_recorded_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

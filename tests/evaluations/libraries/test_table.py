@@ -1,4 +1,4 @@
-"""The table of how each library runs each attack: coverage, reasons, spec checks, bit-parity with in-house."""
+"""How each library runs each attack: coverage, reasons, attack checks, bit-parity with in-house."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ import torch
 from torch import nn
 
 from stochdef.evaluations.libraries import (
-    ATTACKS,
-    EPS_ATTACKS,
     ESTIMATORS,
+    FGSM,
     LIBRARIES,
-    TABLE,
-    AttackSpec,
+    PGD,
+    Attack,
+    DeepFool,
+    FGSMMinimal,
+    LocalSearch,
     Runner,
+    get,
+    make,
+    names,
     run,
     run_inhouse,
     unsupported,
@@ -25,10 +30,16 @@ from stochdef.evaluations.libraries import (
 )
 
 EPS, STEP, STEPS = 0.1, 0.01, 5
+INHOUSE = ("fgsm", "fgsm-minimal", "bim", "pgd", "deepfool", "localsearch", "pgd-rs")  # the papers' attacks
 
 
-def _spec(attack: str, **kw: Any) -> AttackSpec:
-    return AttackSpec(attack, EPS if attack in EPS_ATTACKS else None, **kw)
+def _attack(name: str, **kw: Any) -> Attack:
+    return make(name, **({"eps": EPS} if get(name).takes_eps else {}), **kw)
+
+
+def _moving(name: str, **kw: Any) -> Attack:
+    """FGSM, or an iterative attack of ``STEPS`` steps of ``STEP``."""
+    return FGSM(eps=EPS, **kw) if name == "fgsm" else make(name, eps=EPS, step=STEP, steps=STEPS, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +51,13 @@ def tiny(digits) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:  # type: ignor
 
 
 def test_every_attack_has_an_entry_for_every_library() -> None:
-    assert set(TABLE) == set(ATTACKS)
+    assert {get(attack).name for attack in names()} == set(names())  # (was: the table's rows are the attacks)
     assert set(ESTIMATORS) == set(LIBRARIES)
-    for attack, row in TABLE.items():
+    for attack in names():
+        row = get(attack).runners
         assert set(row) == set(LIBRARIES), attack
         # every attack of the papers is written in-house; the stronger ones are the libraries' own
-        assert isinstance(row["inhouse"], Runner) == (
-            attack not in ("apgd-ce", "apgd-dlr", "square", "autoattack-rand")
-        )
+        assert isinstance(row["inhouse"], Runner) == (attack in INHOUSE)
         for library, entry in row.items():
             assert isinstance(entry, Runner) or (isinstance(entry, str) and entry.strip()), (attack, library)
             if isinstance(entry, Runner):
@@ -55,31 +65,31 @@ def test_every_attack_has_an_entry_for_every_library() -> None:
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", names())
 def test_unsupported_agrees_with_the_table(attack: str, library: str) -> None:
-    entry = TABLE[attack][library]
-    reason = unsupported(library, _spec(attack, norm="l2" if attack == "deepfool" else "linf"))
+    entry = get(attack).runners[library]
+    reason = unsupported(library, _attack(attack, norm="l2" if attack == "deepfool" else "linf"))
     assert reason == (entry if isinstance(entry, str) else None)
 
 
 @pytest.mark.parametrize(
-    ("library", "spec", "words"),
+    ("library", "attack", "words"),
     [
-        ("foolbox", AttackSpec("fgsm", EPS, targeted=True), "targeted"),
-        ("art", AttackSpec("deepfool", norm="linf"), "L2 only"),
-        ("torchattacks", AttackSpec("deepfool", norm="linf"), "L2 only"),
-        ("torchattacks", AttackSpec("pgd", EPS, bounds=(-1.0, 1.0)), "[0, 1]"),
-        ("art", AttackSpec("bim", EPS, norm="l2"), "L-inf only"),
-        ("art", AttackSpec("fgsm-minimal", refine=True), "refinement"),
-        ("foolbox", AttackSpec("localsearch"), "none of the three"),
+        ("foolbox", FGSM(eps=EPS, targeted=True), "targeted"),
+        ("art", DeepFool(norm="linf"), "L2 only"),
+        ("torchattacks", DeepFool(norm="linf"), "L2 only"),
+        ("torchattacks", PGD(eps=EPS, bounds=(-1.0, 1.0)), "[0, 1]"),
+        ("art", make("bim", eps=EPS, norm="l2"), "L-inf only"),
+        ("art", FGSMMinimal(refine=True), "refinement"),
+        ("foolbox", LocalSearch(), "none of the three"),
     ],
 )
-def test_spec_dependent_limits_give_their_reason(library: str, spec: AttackSpec, words: str) -> None:
-    reason = unsupported(library, spec)
+def test_attack_dependent_limits_give_their_reason(library: str, attack: Attack, words: str) -> None:
+    reason = unsupported(library, attack)
     assert reason is not None and words in reason
-    assert unsupported("inhouse", spec) is None
+    assert unsupported("inhouse", attack) is None
     with pytest.raises(ValueError, match="cannot run"):
-        run(library, spec, nn.Linear(4, 2), torch.rand(2, 4), torch.tensor([0, 1]), num_classes=2)
+        run(library, attack, nn.Linear(4, 2), torch.rand(2, 4), torch.tensor([0, 1]), num_classes=2)
 
 
 @pytest.mark.parametrize(
@@ -102,28 +112,32 @@ def test_spec_dependent_limits_give_their_reason(library: str, spec: AttackSpec,
         ({"attack": "fgsm-minimal", "max_eps": 0.0}, "max_eps"),
         ({"attack": "localsearch", "rounds": 0}, "rounds"),
         ({"attack": "localsearch", "select": "middle"}, "select"),
+        ({"attack": "deepfool", "eps": 0.1}, "eps"),  # no fixed radius
+        ({"attack": "fgsm", "eps": 0.1, "steps": 3}, "steps"),  # not a setting of FGSM
     ],
 )
-def test_bad_spec_raises_naming_the_argument(kwargs: dict[str, Any], argument: str) -> None:
+def test_bad_attack_raises_naming_the_argument(kwargs: dict[str, Any], argument: str) -> None:
+    settings = dict(kwargs)
+    name = settings.pop("attack")
     with pytest.raises((ValueError, TypeError), match=argument):
-        AttackSpec(**kwargs)
+        make(name, **settings)
 
 
-def test_spec_is_frozen_and_keyword_only_after_eps() -> None:
-    spec = AttackSpec("pgd", EPS, steps=4)
-    assert spec.step_size == pytest.approx(2.5 * EPS / 4)
+def test_attack_is_frozen_and_keyword_only() -> None:
+    attack = PGD(eps=EPS, steps=4)
+    assert attack.step_size == pytest.approx(2.5 * EPS / 4)
     with pytest.raises(AttributeError):
-        spec.eps = 0.2  # type: ignore[misc]
+        attack.eps = 0.2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        AttackSpec("pgd", EPS, "l2")  # type: ignore[misc]
+        PGD(EPS)  # type: ignore[misc]
     with pytest.raises(ValueError, match="library"):
-        unsupported("cleverhans", spec)
+        unsupported("cleverhans", attack)
 
 
 def test_native_wrappers_attack_one_draw_only(tiny) -> None:  # type: ignore[no-untyped-def]
     model, x, _ = tiny
     with pytest.raises(ValueError, match="samples"):
-        wrap("foolbox", AttackSpec("fgsm", EPS, samples=4), model, x, num_classes=10, native=True)
+        wrap("foolbox", FGSM(eps=EPS, samples=4), model, x, num_classes=10, native=True)
 
 
 @pytest.mark.parametrize("library", ["foolbox", "art", "torchattacks"])
@@ -131,18 +145,18 @@ def test_native_wrappers_attack_one_draw_only(tiny) -> None:  # type: ignore[no-
 @pytest.mark.parametrize("native", [True, False], ids=["native", "adapter"])
 def test_bit_identical_with_inhouse_on_a_deterministic_model(tiny, library: str, attack: str, native: bool) -> None:  # type: ignore[no-untyped-def]
     model, x, y = tiny
-    spec = AttackSpec(attack, EPS, step=STEP, steps=STEPS, samples=1)
-    ours = run_inhouse(spec, model, x, y).x_adv
-    theirs = run(library, spec, model, x, y, num_classes=10, native=native)
+    chosen = _moving(attack, samples=1)
+    ours = run_inhouse(chosen, model, x, y).x_adv
+    theirs = run(library, chosen, model, x, y, num_classes=10, native=native)
     assert theirs.dtype == x.dtype and theirs.device == x.device
     assert not torch.equal(ours, x)  # the attack moved the inputs
     assert torch.equal(theirs, ours)
-    assert torch.equal(run("inhouse", spec, model, x, y, num_classes=10), ours)
+    assert torch.equal(run("inhouse", chosen, model, x, y, num_classes=10), ours)
 
 
 def test_zero_eps_returns_the_inputs(tiny) -> None:  # type: ignore[no-untyped-def]
     model, x, y = tiny
-    x_adv = run("art", AttackSpec("pgd", 0.0), model, x, y, num_classes=10)
+    x_adv = run("art", PGD(eps=0.0), model, x, y, num_classes=10)
     assert torch.equal(x_adv, x) and x_adv is not x
 
 

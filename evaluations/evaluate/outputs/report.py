@@ -1,0 +1,197 @@
+"""Turn an evaluation's results into ``report.md`` and a console table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ...figures import signed_text
+from ...libraries import ESTIMATORS
+from ...tables import markdown_table
+from ..compute.transfer import rho
+from ..config import EvalConfig
+from ..grid.cells import AttackCell, CleanCell, IndicatorCell, TransferCell
+from ..store.results import ResultsFile
+from .worst_case import section as worst_case_section
+
+NORM_NAMES = {"linf": "L-inf", "l2": "L2"}  # how the report and the plots name a threat model
+# The question each plot of plots.py answers, printed above it in the report.
+PLOT_QUESTIONS = {
+    "accuracy_vs_eps.png": "How fast does each defense fall as eps grows, under the naive and the EoT attack?",
+    "accuracy_vs_samples.png": "Does averaging more draws per gradient make the attack stronger?",
+    "indicators.png": "Which gradient-obfuscation indicators fired on which defense?",
+    "calibration.png": "Is each defense's confidence honest, clean and under attack?",
+    "transfer_matrix.png": "Do adversarial examples made on one defense fool another?",
+}
+
+
+def _fmt(record: dict[str, Any] | None, field: str = "acc_ensemble") -> str:
+    if record is None:
+        return "—"
+    if "skipped" in record:
+        return "= naive" if "deterministic" in record["skipped"] else "n/a"
+    low, high = record[f"{field}_ci"]
+    return f"{record[field]:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def attack_record(
+    store: ResultsFile, c: EvalConfig, defense: str, library: str, name: str, eps: float, samples: int
+) -> dict[str, Any] | None:
+    """The record of one attack cell (``None`` when not computed, or when the threat model has no such cell)."""
+    attack = c.attack(name, eps, samples)
+    return None if isinstance(attack, str) else AttackCell.of(c, defense, library, attack).record(store)
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    return markdown_table(header, list(rows))
+
+
+def robust_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[str]]:
+    naive, eot = min(c.samples), max(c.samples)
+    rows = []
+    for attack in c.attacks:
+        for library in c.libraries:
+            cells = [
+                f"{_fmt(attack_record(store, c, defense, library, attack, e, naive))} / "
+                f"{_fmt(attack_record(store, c, defense, library, attack, e, eot))}"
+                for e in sorted(c.eps)
+            ]
+            rows.append([attack, library, *cells])
+    return rows
+
+
+def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None, plots: Iterable[str] = ()) -> str:
+    """The whole report as Markdown."""
+    naive, eot = min(c.samples), max(c.samples)
+    versions = next(iter(store), {}).get("versions", {})
+    out = [
+        "# stochdef evaluation",
+        "",
+        f"Dataset **{c.dataset}** (first {c.n} held-out test images), seed {c.seed}, device `{c.device}`; "
+        f"{NORM_NAMES[c.norm]} attacks at eps {', '.join(map(str, sorted(c.eps)))}; "
+        f"PGD: {c.steps} steps of 2.5 eps / steps, "
+        "no random start; true labels. " + (f"Run time: {seconds:.0f} s. " if seconds is not None else ""),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
+        "",
+        f"Accuracies are the defense's own {c.judge_samples}-draw ensemble (softmax average) with 95% Wilson "
+        f"intervals; single-draw accuracies are in `results.jsonl`. **naive** = the attack differentiates one "
+        f"draw (samples = {naive}); **EoT** = its gradient averages {eot} draws. How each library averages: "
+        + "; ".join(f"{lib}: {how}" for lib, how in ESTIMATORS.items())
+        + ".",
+        "",
+        "## Clean accuracy",
+        "",
+    ]
+    clean_rows = []
+    for d in c.defenses:
+        r = CleanCell.of(c, d).record(store)
+        clean_rows.append([d, "—" if r is None else ("yes" if r["random"] else "no"), _fmt(r, "acc_single"), _fmt(r)])
+    out += _table(["defense", "random", "one draw", f"ensemble ({c.judge_samples})"], clean_rows)
+    out += ["", *worst_case_section(store, c)]
+    out += ["## Robust accuracy: naive / EoT", ""]
+    for d in c.defenses:
+        out += [f"### {d}", ""]
+        out += _table(["attack", "library", *[f"eps {e}" for e in sorted(c.eps)]], robust_rows(store, c, d))
+        out.append("")
+    out += indicator_section(store, c)
+    out += transfer_section(store, c)
+    if plots:
+        out += ["## Plots", ""]
+        for p in plots:
+            out += [f"**{PLOT_QUESTIONS.get(p, p)}**", "", f"![{p}]({p})", ""]
+    return "\n".join(out) + "\n"
+
+
+def indicator_section(store: ResultsFile, c: EvalConfig) -> list[str]:
+    records = [(d, IndicatorCell.of(c, d).record(store)) for d in c.defenses]
+    if not any(r for _, r in records):
+        return []
+    out = [
+        "## Gradient-obfuscation indicators",
+        "",
+        f"Checked at eps {c.eps_mid} with in-house EoT attacks ({max(c.samples)} draws). A fired indicator "
+        "says where to look, not that the defense is broken or sound.",
+        "",
+    ]
+    for d, r in records:
+        if r is None:
+            continue
+        fired = [i for i in r["indicators"] if i["fired"]]
+        out += [f"### {d}: {len(fired)} of {len(r['indicators'])} fired", ""]
+        out += _table(
+            ["indicator", "source", "fired", "value", "threshold", "detail"],
+            [
+                [
+                    i["name"],
+                    i["source"],
+                    "**yes**" if i["fired"] else "no",
+                    f"{i['value']:.3g}",
+                    f"{i['threshold']:.3g}",
+                    i["detail"],
+                ]
+                for i in r["indicators"]
+            ],
+        )
+        out.append("")
+    return out
+
+
+def transfer_matrix(store: ResultsFile, c: EvalConfig) -> dict[tuple[str, str], float]:
+    """``rho[(A, B)]`` for every pair with results."""
+    matrix = {}
+    for a in c.defenses:
+        for b in c.defenses:
+            cross, own, clean = (
+                TransferCell.of(c, a, b).record(store),
+                TransferCell.of(c, b, b).record(store),
+                CleanCell.of(c, b).record(store),
+            )
+            if cross and own and clean:
+                matrix[(a, b)] = rho(clean["acc_ensemble"], cross["acc_ensemble"], own["acc_ensemble"])
+    return matrix
+
+
+def transfer_section(store: ResultsFile, c: EvalConfig) -> list[str]:
+    matrix = transfer_matrix(store, c)
+    if not matrix:
+        return []
+    out = [
+        "## Transfer matrix",
+        "",
+        "rho(A -> B) = (Acc[B] - Acc[B|A]) / (Acc[B] - Acc[B|B]) (Adv-BNN eq. 14): rows A make the adversarial "
+        f"examples (in-house EoT-PGD, eps {c.eps_mid}), columns B are attacked.",
+        "",
+    ]
+    rows = [
+        [a, *[("—" if math.isnan(v := matrix.get((a, b), math.nan)) else signed_text(v)) for b in c.defenses]]
+        for a in c.defenses
+    ]
+    return out + _table(["A \\ B", *c.defenses], rows) + [""]
+
+
+def console_table(store: ResultsFile, c: EvalConfig) -> str:
+    """A compact table: per defense and eps, the lowest accuracy any library reached, naive and EoT."""
+    naive, eot = min(c.samples), max(c.samples)
+    header = f"{'defense':<16}{'clean':>7}" + "".join(f"{f'eps {e} naive/EoT':>20}" for e in sorted(c.eps))
+    lines = [header, "-" * len(header)]
+    for d in c.defenses:
+        clean = CleanCell.of(c, d).record(store)
+        row = f"{d:<16}{(clean or {}).get('acc_ensemble', math.nan):>7.2f}"
+        for e in sorted(c.eps):
+            worst: list[float] = []
+            for s in (naive, eot):
+                accs = [
+                    r["acc_ensemble"]
+                    for lib in c.libraries
+                    for a in c.attacks
+                    if (r := attack_record(store, c, d, lib, a, e, s)) and "acc_ensemble" in r
+                ]
+                if s == eot and not accs:  # deterministic: EoT = naive
+                    accs = worst[:1]
+                worst.append(min(accs) if accs else math.nan)
+            row += f"{worst[0]:>12.2f}/{worst[1]:<7.2f}"
+        lines.append(row)
+    lines.append("(lowest accuracy over attacks and libraries; ensemble prediction)")
+    return "\n".join(lines)
