@@ -80,6 +80,13 @@ def test_benchmark_page_has_every_target_of_every_json() -> None:
             assert row in text, row
 
 
+def test_readme_results_table_is_what_the_default_run_printed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    console = (ROOT / "evaluations" / "reports" / "evaluate" / "console.txt").read_text()
+    block = readme.split("<!-- evaluate results -->", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert block == console, "the README quotes evaluations/reports/evaluate/console.txt verbatim"
+
+
 def test_zoo_table_has_every_shipped_checkpoint() -> None:
     text = pages.zoo_table(ROOT)
     sidecars = sorted((ROOT / "defenses" / "checkpoints").glob("*--*.json"))

@@ -111,12 +111,14 @@ def benchmarks_page(root: Path) -> str:
                 row = [name, device, label, f"{stats['median']:.4g}", f"{stats['min']:.4g}", f"{stats['max']:.4g}"]
                 timings.append(table_row([*row, str(stats.get("repeat", ""))]))
     notes = (root / REPORTS / "bench-notes.md").read_text()
+    devices = {json.loads(path.read_text()).get("device") for path in files}
+    gpu = "" if "cuda" in devices else " No GPU run is committed, so the GPU targets (EoT >= 10x) are unmeasured."
     return "\n".join(
         [
             "# Benchmarks (`stochdef bench TARGET`)",
             "",
             "Generated from the committed `evaluations/reports/bench-*.json`, which `stochdef bench TARGET` wrote: "
-            "medians of repeated runs, ratios from one run. Machines: " + "; ".join(sorted(machines)) + ".",
+            "medians of repeated runs, ratios from one run. Machines: " + "; ".join(sorted(machines)) + "." + gpu,
             "",
             "## Targets",
             "",
