@@ -236,14 +236,28 @@ def to_art(
     output: Output = "logits",
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> EoTClassifier:
-    """An ART classifier over ``EoT(model, samples=...)`` whose gradients are exact EoT averages.
+    """An ART classifier over ``EoT(model, samples=samples)`` whose gradients are exact EoT averages.
 
-    ``loss`` defaults to ``nn.CrossEntropyLoss()`` and must be a loss over class indices
-    (``CrossEntropyLoss``, ``NLLLoss`` or ``MultiMarginLoss``, the ones ART reduces labels for);
-    ``output`` picks what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`): the
-    default ``"logits"`` is what a plain ``PyTorchClassifier`` of the model returns, so every ART evasion
-    attack that runs on one runs on this (APGD and AutoAttack included); ``"probs"`` is the ensemble's
-    class probabilities. The model keeps its mode and is moved to ``device``, as ART's own wrapper does.
+    The model keeps its mode and is moved to ``device``, as ART's own wrapper does (DESIGN.md, §C3, §C5).
+
+    Args:
+        model: the classifier, random or not, returning logits of shape ``(batch, nb_classes)``.
+        input_shape: the shape of one input, without the batch dimension (``(1, 28, 28)`` for MNIST).
+        nb_classes: the number of classes; checked against one call of the model.
+        clip_values: ``(low, high)``, the bounds of the inputs.
+        samples: the draws every prediction and gradient averages (1: the naive, single-draw model).
+        loss: a loss over class indices (``nn.CrossEntropyLoss``, the default, ``nn.NLLLoss`` or
+            ``nn.MultiMarginLoss``: the ones ART reduces labels for).
+        device: where the model runs; by default where its parameters are.
+        output: what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`): ``"logits"``,
+            the default, is what a plain ``PyTorchClassifier`` of the model returns, so every ART evasion
+            attack that runs on one runs on this (APGD and AutoAttack included); ``"probs"`` is the
+            ensemble's class probabilities.
+        max_batch: the most rows one model call sees (the replicated batch is split into chunks).
+
+    Returns:
+        An :class:`EoTClassifier`, a ``PyTorchClassifier`` whose ``predict``, ``class_gradient``,
+        ``loss_gradient`` and ``compute_loss`` are exact EoT averages over ``samples`` draws.
 
     Example:
         >>> import numpy as np

@@ -62,7 +62,7 @@ def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int
 
 @dataclass(frozen=True)
 class Chunk:
-    """One model call of an EoT loop: draws ``first_draw .. first_draw + copies - 1`` of the rows ``rows``.
+    """One model call of an EoT loop: draws ``first_draw`` to ``first_draw + copies - 1`` of the rows ``rows``.
 
     The call's input is :meth:`replicate` of the batch (``copies * width`` rows, at most ``max_batch``
     unless a single row is wider); :meth:`draws` and :meth:`fold` bring a per-row output back to the rows.
