@@ -67,7 +67,7 @@ def evaluate_page(root: Path) -> str:
             "",
             "## Reading",
             "",
-            f"Generated from `results.jsonl` by `python -m stochdef.evaluations.evaluate.reading`: {reading}",
+            f"Generated from `results.jsonl` by `python -m stochdef.evaluations.evaluate.outputs.reading`: {reading}",
             "",
             "## The report",
             "",
