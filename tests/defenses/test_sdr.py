@@ -33,9 +33,11 @@ N_DRAWS = 100_000
 Z = 6.0  # bounds below are Z standard errors: a false failure has probability < 1e-8 per check
 
 
-def _layer(mode: str, device: str) -> tuple[SDRLinear, torch.Tensor]:
+def _layer(mode: str, device: str, sampler: str | None = "weights") -> tuple[SDRLinear, torch.Tensor]:
+    """A 5->3 layer; ``"weights"`` by default: rows of one call are then independent draws (Flipout's law of a
+    row, rows uncorrelated only, is checked across calls in ``test_sampling.py``)."""
     torch.manual_seed(0)
-    layer = SDRLinear(5, 3, mode=mode).to(device).eval()
+    layer = SDRLinear(5, 3, mode=mode, sampler=sampler).to(device).eval()
     with torch.no_grad():
         layer.weight_std.copy_(torch.rand(3, 5) * 0.4 + 0.1)  # every weight its own sigma
         layer.bias_std.copy_(torch.tensor([0.05, 0.2, 0.5]))
