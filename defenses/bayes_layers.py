@@ -6,7 +6,7 @@ Each weight is ``w = mu + exp(s) * eps`` with ``eps ~ N(0, 1)`` drawn on every c
 * :class:`BayesLinear` takes an exact draw of every weight per row by default, by Flipout
   (:func:`~stochdef.defenses.flipout.flipout_linear`: one noise matrix per call, random signs per row,
   two matrix products; the paper's sampled network for every row); ``sampler="weights"`` draws every
-  weight independently per row (strict independence across rows, 190-290x a plain layer); with
+  weight independently per row (strict independence across rows, 160-290x a plain layer); with
   ``sampler="local"`` or inside :func:`~stochdef.defenses.sampling.fast_sampling` (the EoT engine's
   averages) it samples its outputs by the local reparameterization trick (:func:`log_std_linear`): same
   output law and expected input gradient, a far less noisy single-draw gradient;

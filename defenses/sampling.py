@@ -8,15 +8,15 @@ batch row:
 * ``"weights"`` (:func:`weight_sampled_linear`; for a convolution
   :func:`~stochdef.defenses.functional.gaussian_conv2d`), **strict independence**: every weight of the
   layer is drawn for every row, ``y_b = W_b x_b + b_b``, so rows are independent draws of the sampled
-  network. Linear: ``B * out * in`` normals, memory-bound, 190-290x a plain ``nn.Linear`` (``stochdef
+  network. Linear: ``B * out * in`` normals, memory-bound, 160-290x a plain ``nn.Linear`` (``stochdef
   bench layers``); chunked so that no chunk draws more than ``max_elements`` weights, each chunk
   recomputed in the backward pass from its own seed (``torch.utils.checkpoint``). Convolution: a kernel
-  per row, one grouped convolution, measured 1.0-1.5x a plain ``nn.Conv2d`` forward+backward on CPU.
+  per row, one grouped convolution, measured 0.9-1.3x a plain ``nn.Conv2d`` forward+backward on CPU.
 * ``"flipout"`` (:func:`~stochdef.defenses.flipout.flipout_linear`, ``flipout_conv2d``; Wen et al., ICLR
   2018): one noise tensor ``E`` per call and random signs per row, ``W_b = M + (S * E) * (s_b r_b^T)``.
   Every row's weights are an exact ``N(M, S^2)`` draw, so one row's output and input gradient have the
   per-weight law exactly; two rows are uncorrelated but not independent (they share ``|E|``). Two
-  matrix products (two convolutions): 2.6-3.5x a plain linear, about 2x a plain convolution.
+  matrix products (two convolutions): 2.4-3.2x a plain linear, 1.6-2.3x a plain convolution.
 * ``"local"`` (:func:`~stochdef.defenses.functional.gaussian_linear`), the **fast path for averages**:
   the local reparameterization trick (Kingma et al. 2015) draws one normal per output unit from the
   pre-activation's exact law ``N(x M^T + m_b, x^2 (S^2)^T + s_b^2)``; rows independent. Given the input

@@ -5,7 +5,7 @@ and bias is ``w ~ N(mu, sigma^2)``, drawn afresh for every example, in ``train()
 :func:`~stochdef.defenses.sampling.sampled_linear`: by default by Flipout (one noise matrix per call,
 random signs per row: every row an exact draw of the paper's sampled network, rows uncorrelated, two
 matrix products); ``sampler="weights"`` draws every weight independently per row (rows independent,
-190-290x a plain layer); ``sampler="local"`` (or the context :func:`~stochdef.defenses.sampling.fast_sampling`,
+160-290x a plain layer); ``sampler="local"`` (or the context :func:`~stochdef.defenses.sampling.fast_sampling`,
 which the EoT engine enters to average draws) uses local reparameterization, the same output law and
 expected input gradient, a far less noisy single-draw gradient. Two training rules (``mode``):
 

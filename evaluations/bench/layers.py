@@ -72,12 +72,22 @@ CONV_LAYERS: dict[str, Callable[[str], nn.Module]] = {  # the Gaussian-weight co
         nn.Conv2d(16, 32, 3, padding=1), std=0.05, sampler=sampler
     ),
 }
-DEFAULTS: set[str] = {f"{name} [{LINEAR_DEFAULT}]" for name in LINEAR_LAYERS} | {
+HEAD = "BayesLinear 1568->128 (adv-bnn's head)"  # the small CNN's hidden layer on 28x28 input, batch 100
+DEFAULTS: set[str] = {f"{name} [{LINEAR_DEFAULT}]" for name in [*LINEAR_LAYERS, HEAD]} | {
     f"{name} [{CONV_DEFAULT}]" for name in CONV_LAYERS
 }
 CASES += [
     (f"{name} [{sampler}]", partial(make, sampler), lambda: nn.Linear(784, 100), LINEAR_SHAPE)
     for name, make in LINEAR_LAYERS.items()
+    for sampler in SAMPLERS
+]
+CASES += [
+    (
+        f"{HEAD} [{sampler}]",
+        partial(BayesLinear, 1568, 128, prior_std=0.05, sampler=sampler),
+        lambda: nn.Linear(1568, 128),
+        (100, 1568),
+    )
     for sampler in SAMPLERS
 ]
 CASES += [
