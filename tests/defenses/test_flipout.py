@@ -172,6 +172,21 @@ def test_expected_input_gradient_through_a_nonlinear_net_is_the_per_weight_one()
     assert float(z) <= Z, f"expected gradients differ: z {z:.1f}"
 
 
+def test_std_gradient_follows_each_rows_weights() -> None:
+    """``W_b = M + S * E * s_b r_b^T``: for ``L = sum y``, ``S * dL/dS = sum_b (W_b - M) x_b`` (per output unit)."""
+    torch.manual_seed(17)
+    mean, std = torch.randn(3, 5), (torch.rand(3, 5) + 0.1).requires_grad_(True)
+    x = torch.randn(16, 5, requires_grad=True)
+    y = flipout_linear(x, mean, std)
+    units = y.shape[1]
+    one_hot = torch.eye(units).unsqueeze(1).expand(units, len(x), units)
+    (jac,) = torch.autograd.grad(y, x, one_hot, is_grads_batched=True, retain_graph=True)
+    weights = jac.transpose(0, 1)  # (rows, out, in): row b's W_b
+    torch.testing.assert_close(y.detach(), torch.einsum("boi,bi->bo", weights, x.detach()))
+    (grad_std,) = torch.autograd.grad(y.sum(), std)
+    torch.testing.assert_close(std.detach() * grad_std, ((weights - mean) * x.detach()[:, None, :]).sum(0))
+
+
 def test_signs_are_fair_and_independent() -> None:
     torch.manual_seed(15)
     signs = random_signs((50_000, 3), like=torch.zeros(1, dtype=torch.float64))
