@@ -96,13 +96,21 @@ def _uncorrelated(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((products.mean(0) / se).abs().max())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_one_row_has_the_per_weight_output_and_gradient_law(kind: str) -> None:
+Drawn = tuple[Layer, torch.Tensor, torch.Tensor]
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def drawn(request: pytest.FixtureRequest) -> Drawn:
+    """One kind's layer and its ``CALLS`` calls of two rows (shared by the two tests below)."""
+    layer = _layer(request.param)
+    torch.manual_seed(10)
+    return (layer, *_draws(layer[0], layer[1]))
+
+
+def test_one_row_has_the_per_weight_output_and_gradient_law(drawn: Drawn) -> None:
     """Row 0's output ``N(x M^T + m_b, x^2 (S^2)^T + s_b^2)`` with independent units, and its Jacobian
     ``dy/dx = W_b``: mean ``M``, variance ``S^2`` (``Var(dy/dx_k) = sigma_k^2``), entries uncorrelated."""
-    layer, x, m, s, bm, bs = _layer(kind)
-    torch.manual_seed(10)
-    ys, jac = _draws(layer, x)
+    (layer, x, m, s, bm, bs), ys, jac = drawn
     n, flat = len(ys), x.reshape(-1)
     mean, var = flat @ m.T + bm, (flat * flat) @ (s * s).T + bs * bs
     y = ys[:, 0]
@@ -119,12 +127,9 @@ def test_one_row_has_the_per_weight_output_and_gradient_law(kind: str) -> None:
     assert float(within.abs().max()) <= Z / math.sqrt(n)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_rows_of_one_call_have_uncorrelated_weights_and_outputs(kind: str) -> None:
+def test_rows_of_one_call_have_uncorrelated_weights_and_outputs(drawn: Drawn) -> None:
     """Every weight of row 0 is uncorrelated with every weight of row 1 (same call), and so are their outputs."""
-    layer, x, m, s, bm, bs = _layer(kind)
-    torch.manual_seed(11)
-    ys, jac = _draws(layer, x)
+    (layer, x, m, s, bm, bs), ys, jac = drawn
     n = len(ys)
     w0, w1 = ((jac[:, b].reshape(n, -1) - m.reshape(-1)) / s.reshape(-1) for b in (0, 1))
     z_weights = _uncorrelated(w0, w1)
