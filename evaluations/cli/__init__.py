@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "crosscheck",
         "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
     ),
+    "verify": ("verify", "recompute a sample of a results folder's cells; say which agree with the record"),
 }
 DESCRIPTION = "Randomized adversarial defenses attacked honestly (EoT) through Foolbox, ART and torchattacks."
 # Options that end the parse before any subcommand is read (the top-level parser answers them itself).
