@@ -94,7 +94,7 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert set(cli.COMMANDS) == {"evaluate", "reproduce", "demo", "train", "bench", "crosscheck"}
+    assert set(cli.COMMANDS) == {"evaluate", "reproduce", "demo", "train", "bench", "crosscheck", "verify"}
     for name in cli.COMMANDS:
         assert f"    {name} " in out
 
