@@ -60,6 +60,9 @@ __all__ = [
 SAMPLED = ("clean", "attack")
 # fields that may differ between two computations of one cell without its results differing
 INCIDENTAL = frozenset({"seconds", "versions", "provenance"})
+# fields that say what a cell is (its settings, whether it ran, whether the defense is random): equal in any verdict
+SAME = frozenset({"defense", "library", "attack", "eps", "samples", "steps", "step", "bounds", "norm", "restarts",
+                  "queries", "estimator", "skipped", "random"})  # fmt: skip
 ACCURACIES = (("acc_single", "acc_single_ci"), ("acc_ensemble", "acc_ensemble_ci"))
 _COMMON = {"dataset", "n", "seed", "judge", "bounds", "block", "kind", "defense"}
 _ATTACK = {"library", "attack", "eps", "samples", "steps", "norm", "restarts", "queries"}
@@ -164,14 +167,16 @@ def _accuracies(record: dict[str, Any]) -> dict[str, float]:
 
 
 def judge(recorded: dict[str, Any], recomputed: dict[str, Any], *, exact: bool) -> tuple[bool, bool, str]:
-    """``(agrees, identical, why)``: ``exact`` asks for every field but :data:`INCIDENTAL` equal; else each accuracy
-    must lie in the other record's 95% interval (both ways).
+    """``(agrees, identical, why)``: ``exact`` asks for every field but :data:`INCIDENTAL` equal; else the fields of
+    :data:`SAME` must be equal and each accuracy lie in the other record's 95% interval (both ways).
 
     >>> a = {"acc_single": 0.5, "acc_single_ci": [0.3, 0.7], "acc_ensemble": 0.5, "acc_ensemble_ci": [0.3, 0.7]}
     >>> judge(a, {**a, "acc_single": 0.6}, exact=False)[0]
     True
     >>> judge(a, {**a, "acc_single": 0.6}, exact=True)[2]
     'acc_single 0.5 -> 0.6'
+    >>> judge({**a, "random": True}, {**a, "random": False}, exact=False)[:2]
+    (False, False)
     """
     a, b = ({k: v for k, v in r.items() if k not in INCIDENTAL} for r in (recorded, recomputed))
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
@@ -182,7 +187,7 @@ def judge(recorded: dict[str, Any], recomputed: dict[str, Any], *, exact: bool) 
     told += f"; and {len(changed) - 3} more field(s)" if len(changed) > 3 else ""
     if exact:
         return False, False, told
-    if "skipped" in a or "skipped" in b:
+    if SAME.intersection(changed) or "skipped" in a:
         return False, False, told
     outside = []
     for name, ci in ACCURACIES:
