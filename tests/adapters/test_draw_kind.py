@@ -67,10 +67,10 @@ def test_draw_kind_tells_the_three_kinds_apart(per_call_model: nn.Module) -> Non
 
 def test_draw_kind_leaves_no_trace() -> None:
     model, x = NumpyShift(), torch.rand(3, *SHAPE)
-    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
     assert draw_kind(model, x) == "per-call"
-    assert torch.equal(torch.get_rng_state(), states[0])
-    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])  # type: ignore[index]
 
 
 def test_draw_kind_refuses_bad_arguments() -> None:
@@ -120,7 +120,7 @@ def _adapter(library: str, model: nn.Module, samples: int) -> object:
 
 def _fgsm(library: str, adapter: object, x: torch.Tensor, y: torch.Tensor) -> None:
     if library == "foolbox":
-        fb.attacks.FGSM()(adapter, x, y, epsilons=0.1)
+        fb.attacks.FGSM()(adapter, x, y, epsilons=0.1)  # type: ignore[call-overload]
     elif library == "art":
         FastGradientMethod(adapter, eps=0.1).generate(x.numpy(), y=y.numpy())
     else:
