@@ -129,7 +129,7 @@ def draws_lines(store: ResultsFile, c: EvalConfig) -> list[str]:
         if record is None:
             continue
         kind = record.get("draws")
-        how = HOW_IT_DRAWS.get(kind, "how it draws was not probed")
+        how = HOW_IT_DRAWS.get(str(kind), "how it draws was not probed")
         lines.append(f"- **{d}** ({how}): EoT {draws_taken(kind, eot)}; ensemble {ensemble_of(record)}.")
     return ["How each defense's draws were taken:", "", *lines] if lines else []
 
