@@ -23,6 +23,8 @@ from torchattacks.attack import Attack
 from stochdef.adapters import ensemble_accuracy, to_torchattacks
 
 N, EPS, ALPHA, STEPS, SAMPLES, JUDGE = 12, 0.2, 0.05, 3, 4, 64
+# The randomized models of the samples > 1 runs, by how they draw: noise per row, Xie et al.'s resize-and-pad per call.
+DRAWS = {"per-row": "noisy_digits_mlp", "per-call": "per_call_digits_model"}
 WRAPPERS = {"MultiAttack"}  # runs attacks handed to it; each of them is in the catalog
 
 Make = Callable[[nn.Module], Attack]
@@ -137,10 +139,13 @@ def test_samples_1_is_the_bare_model_bit_for_bit(name: str, plain_digits_mlp: nn
     assert torch.equal(ours, bare)
 
 
+@pytest.mark.parametrize("draws", DRAWS)
 @pytest.mark.parametrize("name", sorted(set(ATTACKS) - set(KNOWN_FAILURES)))
-def test_samples_above_1_runs_and_does_not_raise_accuracy(name: str, noisy_digits_mlp: nn.Module, digits) -> None:  # type: ignore[no-untyped-def]
-    model, x, y = _inputs(name, noisy_digits_mlp, digits)
-    adv = _attack(ATTACKS[name], to_torchattacks(model, samples=SAMPLES), x, y)
+def test_samples_above_1_runs_and_does_not_raise_accuracy(name: str, draws: str, request, digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = _inputs(name, request.getfixturevalue(DRAWS[draws]), digits)
+    eot = to_torchattacks(model, samples=SAMPLES)
+    adv = _attack(ATTACKS[name], eot, x, y)
+    assert eot.draws in (None, draws)  # None: an attack that never queried the model
     _check_adversarial(name, model, x, y, adv)
 
 

@@ -3,7 +3,9 @@
 ``clean_accuracy`` and ``robust_accuracy`` are plain numbers at the card's ``eps`` (the largest of the
 run; the report has every eps), the robust one being the per-example worst case over every attack of every
 library (:mod:`.worst_case`), with their 95% intervals. Then the threat model (norm, eps, bounds), what ran
-(attacks, libraries, EoT draws, and the ``--samples auto`` curve when the run chose them), the compute spent
+(attacks, libraries, EoT draws and how they were taken: ``draws`` is how the model draws, per row, once per
+call or not at all, and ``eot_draws`` says per sample count what the EoT attacks averaged; the ``--samples auto``
+curve when the run chose them), the compute spent
 (forward passes: one example through the model once), whether a gradient-obfuscation indicator fired, and
 per example: robust or not, which attack broke it first, the perturbation's L-inf and L2 norms. The
 adversarial examples themselves are in the ``.npz`` the card names (``x``, ``y``, ``x_adv``, ``broken_by``,
@@ -19,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stochdef.adapters import draws_taken
 from stochdef.defenses.files import atomic_write_text
 
 from ... import libraries
@@ -73,10 +76,14 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
             for e in sorted(c.eps)
         },
         "random": clean.get("random"),
-        "judge": f"softmax average of {c.judge_samples} draws" if clean.get("random") else "one forward pass",
+        "draws": clean.get("draws"),
+        "judge": f"softmax average of {clean.get('judge_draws', f'{c.judge_samples} draws')}"
+        if clean.get("random")
+        else "one forward pass",
         "attacks": list(c.attacks),
         "libraries": list(c.libraries),
         "eot_samples": list(c.samples),
+        "eot_draws": {str(s): draws_taken(clean.get("draws"), s) for s in c.samples},
         "samples_auto": None if chosen is None else chosen["defenses"].get(defense),
         "steps": c.steps,
         "restarts": c.restarts,

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from stochdef.adapters import draws_taken
+
 from ...figures import signed_text
 from ...libraries import ESTIMATORS
 from ...tables import markdown_table
@@ -16,6 +18,8 @@ from ..store.results import ResultsFile
 from .worst_case import section as worst_case_section
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}  # how the report and the plots name a threat model
+# How a clean record's ``draws`` (stochdef.adapters.draw_kind) reads in the report and on the console.
+HOW_IT_DRAWS = {"per-row": "draws per row", "per-call": "draws once per call", "deterministic": "deterministic"}
 # The question each plot of plots.py answers, printed above it in the report.
 PLOT_QUESTIONS = {
     "accuracy_vs_eps.png": "How fast does each defense fall as eps grows, under the naive and the EoT attack?",
@@ -75,11 +79,14 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".",
         "",
-        f"Accuracies are the defense's own {c.judge_samples}-draw ensemble (softmax average) with 95% Wilson "
-        f"intervals; single-draw accuracies are in `results.jsonl`. **naive** = the attack differentiates one "
-        f"draw (samples = {naive}); **EoT** = its gradient averages {eot} draws. How each library averages: "
+        f"Accuracies are the defense's own ensemble (softmax average of up to {c.judge_samples} draws) with 95% "
+        f"Wilson intervals; single-draw accuracies are in `results.jsonl`. **naive** = the attack differentiates "
+        f"one draw (samples = {naive}); **EoT** = its gradient averages up to {eot} draws, as each defense's draws "
+        "were taken (below). How each library averages: "
         + "; ".join(f"{lib}: {how}" for lib, how in ESTIMATORS.items())
         + ".",
+        "",
+        *draws_lines(store, c),
         "",
         "## Clean accuracy",
         "",
@@ -87,8 +94,9 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
     clean_rows = []
     for d in c.defenses:
         r = CleanCell.of(c, d).record(store)
-        clean_rows.append([d, "—" if r is None else ("yes" if r["random"] else "no"), _fmt(r, "acc_single"), _fmt(r)])
-    out += _table(["defense", "random", "one draw", f"ensemble ({c.judge_samples})"], clean_rows)
+        random = "—" if r is None else ("yes" if r["random"] else "no")
+        clean_rows.append([d, random, (r or {}).get("draws", "—"), _fmt(r, "acc_single"), _fmt(r), ensemble_of(r)])
+    out += _table(["defense", "random", "draws", "one draw", "ensemble", "ensemble of"], clean_rows)
     out += ["", *worst_case_section(store, c)]
     out += ["## Robust accuracy: naive / EoT", ""]
     for d in c.defenses:
@@ -102,6 +110,28 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         for p in plots:
             out += [f"**{PLOT_QUESTIONS.get(p, p)}**", "", f"![{p}]({p})", ""]
     return "\n".join(out) + "\n"
+
+
+def ensemble_of(record: dict[str, Any] | None) -> str:
+    """The draws the clean cell's ensemble averaged, in words (``"—"`` when unknown)."""
+    return "—" if record is None else str(record.get("judge_draws", "—"))
+
+
+def draws_lines(store: ResultsFile, c: EvalConfig) -> list[str]:
+    """Per defense, how its draws were taken (DESIGN.md, §C2): the EoT attacks' and the ensemble's.
+
+    A model that draws once per call (the rows of a call share a draw) is averaged with one call per draw; one
+    that draws per row in one call on the replicated batch; a deterministic one is one draw, whatever ``samples``.
+    """
+    eot, lines = max(c.samples), []
+    for d in c.defenses:
+        record = CleanCell.of(c, d).record(store)
+        if record is None:
+            continue
+        kind = record.get("draws")
+        how = HOW_IT_DRAWS.get(str(kind), "how it draws was not probed")
+        lines.append(f"- **{d}** ({how}): EoT {draws_taken(kind, eot)}; ensemble {ensemble_of(record)}.")
+    return ["How each defense's draws were taken:", "", *lines] if lines else []
 
 
 def indicator_section(store: ResultsFile, c: EvalConfig) -> list[str]:
@@ -194,4 +224,5 @@ def console_table(store: ResultsFile, c: EvalConfig) -> str:
             row += f"{worst[0]:>12.2f}/{worst[1]:<7.2f}"
         lines.append(row)
     lines.append("(lowest accuracy over attacks and libraries; ensemble prediction)")
+    lines += [line.replace("**", "").removeprefix("- ") for line in draws_lines(store, c)[2:]]
     return "\n".join(lines)
