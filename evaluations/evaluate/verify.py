@@ -9,7 +9,8 @@ without that cell, so that :func:`.grid.cells.is_random` reads the recorded clea
 itself is only read.
 
 Verdicts (:func:`judge`): a cell of a deterministic defense (its clean record says ``random: false``) agrees when
-every field but ``seconds``, ``versions`` and ``provenance`` is equal, bit for bit. A cell of a random defense
+every recorded field but ``seconds``, ``versions``, ``provenance`` and the ``estimator``'s words is equal, bit for
+bit (fields a newer version records besides are not compared). A cell of a random defense
 agrees when each recomputed accuracy (one draw and ensemble) lies in the recorded 95% Wilson interval and each
 recorded one in the recomputed interval. Before computing, the recorded provenance (weights, library versions,
 device, CPU capability, samplers: :func:`.store.provenance.differences`) is compared with this machine's: a
@@ -58,11 +59,12 @@ __all__ = [
 ]
 
 SAMPLED = ("clean", "attack")
-# fields that may differ between two computations of one cell without its results differing
-INCIDENTAL = frozenset({"seconds", "versions", "provenance"})
+# fields that may differ between two computations of one cell without its results differing (the estimator is
+# words, which a newer version may put otherwise); fields a newer version adds are not compared either
+INCIDENTAL = frozenset({"seconds", "versions", "provenance", "estimator"})
 # fields that say what a cell is (its settings, whether it ran, whether the defense is random): equal in any verdict
 SAME = frozenset({"defense", "library", "attack", "eps", "samples", "steps", "step", "bounds", "norm", "restarts",
-                  "queries", "estimator", "skipped", "random"})  # fmt: skip
+                  "queries", "skipped", "random"})  # fmt: skip
 ACCURACIES = (("acc_single", "acc_single_ci"), ("acc_ensemble", "acc_ensemble_ci"))
 _COMMON = {"dataset", "n", "seed", "judge", "bounds", "block", "kind", "defense"}
 _ATTACK = {"library", "attack", "eps", "samples", "steps", "norm", "restarts", "queries"}
@@ -178,7 +180,7 @@ def judge(recorded: dict[str, Any], recomputed: dict[str, Any], *, exact: bool) 
     >>> judge({**a, "random": True}, {**a, "random": False}, exact=False)[:2]
     (False, False)
     """
-    a, b = ({k: v for k, v in r.items() if k not in INCIDENTAL} for r in (recorded, recomputed))
+    a, b = ({k: v for k, v in r.items() if k not in INCIDENTAL and k in recorded} for r in (recorded, recomputed))
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     identical = not changed
     if identical:
