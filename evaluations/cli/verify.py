@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     from stochdef.evaluations.evaluate.verify import as_json, verify
     from stochdef.evaluations.tables import markdown_table
 
-    if args.report is not None and args.report.resolve().parent == args.out.resolve():
+    if args.report is not None and args.out.resolve() in args.report.resolve().parents:
         raise ValueError(f"--report {args.report}: verify writes nothing into the folder it checks")
     start = time.perf_counter()
     checks, overridden = verify(args.out, cells=args.cells, seed=args.seed, force=args.force)

@@ -129,8 +129,10 @@ def test_bad_requests_are_refused(folder: Path, tmp_path: Path) -> None:
         verify(tmp_path, cells=2, seed=0)
     with pytest.raises(ValueError, match="cells must be >= 1"):
         verify(folder, cells=0, seed=0)
-    assert main(["verify", str(folder), "--report", str(folder / "verify.json")]) == 2
-    assert not (folder / "verify.json").exists()
+    for inside in (folder / "verify.json", folder / "sub" / "verify.json"):
+        assert main(["verify", str(folder), "--report", str(inside)]) == 2
+        assert not inside.exists()
+    assert not (folder / "sub").exists()
 
 
 ROOT = Path(__file__).resolve().parents[3]
