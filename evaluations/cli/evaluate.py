@@ -142,7 +142,8 @@ def headline(store: Any, config: EvalConfig) -> str:
 
 
 def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig, Any, Any, Any]:
-    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name."""
+    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name:
+    ``(config, models, x, y)``."""
     from ..evaluate.config import own_model_config
     from ..evaluate.user_model import fingerprint, load_checkpoint, load_data, load_model
 
@@ -164,14 +165,14 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
     n = len(x) if x is not None else config.n
     source = fingerprint(*parts, extra=[args.model or ""])
     if args.model is None:  # zoo defenses on --data
-        return dataclasses.replace(config, n=n, source=source), x, y, models
+        return dataclasses.replace(config, n=n, source=source), models, x, y
     zoo_data = args.data is None
     if not zoo_data and config.indicators:
         # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
         logging.getLogger(__name__).warning(
             "the gradient-obfuscation indicators need a zoo data set: not run on --data"
         )
-    return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), x, y, models
+    return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), models, x, y
 
 
 def build_from_args(args: argparse.Namespace) -> EvalConfig:

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from stochdef.defenses import data as datasets
-from stochdef.defenses.validation import check_labels, probe_classes
+from stochdef.defenses.validation import check_labels
 
 from .auto_samples import run_auto
 from .checks import check_out
@@ -37,6 +37,7 @@ from .grid.cells import Cell, grid, linf_only
 from .store.provenance import differences, summary
 from .store.results import ResultsFile, cell_seed
 from .store.shards import merge_shards
+from .user_model import check_fits
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ def prepare(
                 f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}"
             )
         x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
-    if models:
-        first = next(iter(models.values()))
-        num_classes = probe_classes(first, input_shape=tuple(x.shape[1:]), bounds=config.bounds, device=x.device)
+    if models:  # each model checked against the data before any forward pass over it (user_model.check_fits)
+        classes = {name: check_fits(m, x, bounds=config.bounds) for name, m in models.items()}
+        if len(set(classes.values())) > 1:
+            raise ValueError(f"the models score different numbers of classes: {classes}")
+        num_classes = next(iter(classes.values()))
     else:
         assert data is not None, "zoo defenses need a zoo data set"
         num_classes = data.num_classes
