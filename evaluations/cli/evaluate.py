@@ -18,9 +18,22 @@ from .. import libraries
 from ..evaluate.config import DEFAULT_DEFENSES, DEFAULT_SAMPLES_CAP, FIELDS, SETTINGS, EvalConfig, build_config
 
 
+def number(text: str) -> float:
+    """A number as written: ``0.03``, ``1e-3`` or a fraction ``8/255``.
+
+    >>> number("8/255") == 8 / 255, number("-1"), number("2e-1")
+    (True, -1.0, 0.2)
+    """
+    if "/" in text:
+        top, _, bottom = text.partition("/")
+        value = float(top) / float(bottom)  # a ValueError (not a number) or ZeroDivisionError names the item
+        return value
+    return float(text)
+
+
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     """A parser of comma-separated ``kind`` values whose error names the item that is not one."""
-    what = {float: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
+    what = {number: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
 
     def parse(text: str) -> tuple[Any, ...]:
         values = []
@@ -29,11 +42,11 @@ def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
                 continue
             try:
                 values.append(kind(part))
-            except ValueError:
+            except (ValueError, ZeroDivisionError):
                 raise argparse.ArgumentTypeError(f"{part!r} is not {what} (in {text!r})") from None
         return tuple(values)
 
-    parse.__name__ = f"comma-separated {kind.__name__} list"
+    parse.__name__ = f"comma-separated {getattr(kind, '__name__', 'value')} list"
     return parse
 
 
@@ -44,7 +57,7 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "defenses": {"type": _list(str), "default": DEFAULT_DEFENSES},
         "attacks": {"type": _list(str), "default": default.attacks},
         "libraries": {"type": _list(str), "default": default.libraries},
-        "eps": {"type": _list(float), "default": default.eps},
+        "eps": {"type": _list(number), "default": default.eps},
         "samples": {"type": _samples, "default": default.samples},
         "samples_cap": {"type": int, "default": DEFAULT_SAMPLES_CAP},
         "dataset": {"default": default.dataset, "choices": DATASETS},
@@ -56,7 +69,7 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "device": {"default": "cuda" if torch.cuda.is_available() else "cpu"},
         "indicators": {"action": "store_false"},
         "transfer": {"action": "store_false"},
-        "norm": {"default": default.norm, "choices": libraries.NORMS},
+        "norm": {"default": default.norm, "metavar": "{" + ",".join(libraries.NORMS) + "}"},
         "bounds": {"type": _bounds, "default": default.bounds},
         "restarts": {"type": int, "default": default.restarts},
         "queries": {"type": int, "default": default.queries},
@@ -99,7 +112,7 @@ def _samples(text: str) -> tuple[int, ...] | str:
 
 
 def _bounds(text: str) -> tuple[float, float]:
-    parts = _list(float)(text)  # names a non-number item, as every list option does
+    parts = _list(number)(text)  # names a non-number item, as every list option does
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"bounds must be LOW,HIGH, got {text!r}")
     return parts[0], parts[1]

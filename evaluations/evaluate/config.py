@@ -12,6 +12,9 @@ its CLI option and whether :func:`~.api.evaluate_model` takes it; the CLI builds
 ((1,), 32)
 >>> config.attack("fgsm", 0.1, 1).name, EvalConfig(norm="l2").attack("fgsm", 1.0, 1)
 ('fgsm', 'FGSM is L-inf only (the sign step)')
+>>> c = build_config(attacks=("Square", "APGD-CE"), libraries=("ART",), norm="L2", eps=(0.5,))
+>>> c.attacks, c.libraries, c.norm
+(('square', 'apgd-ce'), ('art',), 'l2')
 """
 
 from __future__ import annotations
@@ -195,6 +198,33 @@ API_ONLY: dict[str, str] = {
 FIELDS = frozenset(f.name for f in dataclasses.fields(EvalConfig))
 
 
+# The libraries' own spellings of a name that differ from ours by more than case and separators.
+ALIASES: dict[str, dict[str, str]] = {
+    "attacks": {"apgd": "apgd-ce", "apgdt": "apgd-t", "pgdl2": "pgd", "autoattack": "autoattack-rand"},
+    "libraries": {"adversarialrobustnesstoolbox": "art", "foolbox3": "foolbox", "stochdef": "inhouse"},
+    "norm": {"inf": "linf", "linfinity": "linf", "2": "l2"},
+}
+
+
+def _squeezed(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def canonical(setting: str, value: object, choices: Sequence[str]) -> object:
+    """``value`` as one of ``choices``, whatever its case and separators (``APGD-CE``, ``Square``, ``ART``,
+    ``L2``, ``L-inf``) or a library's own spelling of it (:data:`ALIASES`); anything else unchanged, to be refused
+    by the check that names the choices.
+
+    >>> canonical("attacks", "APGD_CE", ("pgd", "apgd-ce")), canonical("norm", "L-inf", ("linf", "l2"))
+    ('apgd-ce', 'linf')
+    """
+    if not isinstance(value, str):
+        return value
+    squeezed = _squeezed(value)
+    by_squeezed = {_squeezed(c): c for c in choices}
+    return by_squeezed.get(squeezed) or ALIASES.get(setting, {}).get(squeezed, value)
+
+
 def build_config(
     *, samples: Sequence[int] | str = EvalConfig.samples, samples_cap: int = DEFAULT_SAMPLES_CAP, **fields: Any
 ) -> EvalConfig:
@@ -203,6 +233,11 @@ def build_config(
     unknown = sorted(set(fields) - FIELDS)
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(FIELDS))}")
+    for setting, choices in (("attacks", libraries.names(evaluate=True)), ("libraries", libraries.LIBRARIES)):
+        if isinstance(fields.get(setting), (tuple, list)):
+            fields[setting] = tuple(canonical(setting, v, choices) for v in fields[setting])
+    if "norm" in fields:
+        fields["norm"] = canonical("norm", fields["norm"], libraries.NORMS)
     if samples == "auto":
         return EvalConfig(**fields, samples=(1,), samples_cap=samples_cap)
     if isinstance(samples, str):
