@@ -185,7 +185,9 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
         logging.getLogger(__name__).warning(
             "the gradient-obfuscation indicators need a zoo data set: not run on --data"
         )
-    return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), models, x, y
+    checkpoint = None if args.checkpoint is None else str(args.checkpoint)
+    config = own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data, checkpoint=checkpoint)
+    return config, models, x, y
 
 
 def build_from_args(args: argparse.Namespace) -> EvalConfig:

@@ -149,7 +149,10 @@ def evaluate_model(
         device=str(x.device), indicators=indicators, norm=norm, bounds=bounds, restarts=restarts, queries=queries,
         source=fingerprint(model, x, y),
     )  # fmt: skip
-    config = own_model_config(config, name=name, n=len(x), source=config.source, zoo_data=dataset != "custom")
+    config = own_model_config(
+        config, name=name, n=len(x), source=config.source, zoo_data=dataset != "custom",
+        checkpoint=None if checkpoint is None else str(checkpoint),
+    )  # fmt: skip
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
             return _evaluate(config, model, x, y, Path(tmp), keep=False, progress=progress, recompute_stale=False)

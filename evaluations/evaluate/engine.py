@@ -28,7 +28,7 @@ from stochdef.defenses import data as datasets
 from stochdef.defenses.validation import check_labels
 
 from .auto_samples import run_auto
-from .checks import check_out
+from .checks import check_out, whole_range
 from .compute.accounting import count_forward
 from .compute.diagnose import SURROGATES
 from .compute.run import Run, check_defense_name, seed_everything, training_notice
@@ -94,6 +94,8 @@ def prepare(
     for name in dict.fromkeys(zoo_names + (SURROGATES if config.indicators and data is not None else ())):
         if notice := training_notice(name, config.dataset):
             logger.warning(notice)  # before the run starts, so that the user can stop it
+    if wide := whole_range(config.eps, norm=config.norm, bounds=config.bounds, dims=int(x[0].numel())):
+        logger.warning(wide)
     if linf_only(config):
         logger.warning("the indicators and the transfer matrix are L-inf checks: not run with norm %r", config.norm)
     return Inputs(x, y, num_classes, dict(models or {}))

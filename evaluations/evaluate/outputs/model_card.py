@@ -26,7 +26,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import worst_case
+from . import flags, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -82,6 +82,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "restarts": c.restarts,
         **budgets(c),
         "forward_passes": forward_passes(store, defense),
+        "unchanged_attack_cells": [flags.unchanged_text(f) for f in flags.unchanged(store, c, defense)],
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
         "seed": c.seed,
