@@ -88,12 +88,11 @@ def draws(run: Run, defense: str, samples: int) -> int:
     return samples if is_random(run, defense) else 1
 
 
-def track(run: Run, key: str, label: str, defense: str, eps: float, x_adv: torch.Tensor, correct: str) -> None:
-    """Fold a cell into the defense's worst-case examples (:mod:`..store.examples`) when ``eps`` is the card's
-    (the largest of the run)."""
-    if eps == max(run.config.eps):
-        path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
-        examples.update(path, key, label, run.x, run.y, x_adv, correct)
+def track(run: Run, key: str, label: str, defense: str, eps: float | None, x_adv: torch.Tensor, correct: str) -> None:
+    """Fold a cell at ``eps`` (``None``: the clean cell, at every eps) into the defense's worst-case examples
+    (:mod:`..store.examples`, keyed by eps)."""
+    path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
+    examples.update(path, key, label, eps, run.x, run.y, x_adv, correct, all_eps=run.config.eps)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class CleanCell(Cell):
         model = run.model(self.defense)
         random = draws_differ(model, run.x[:32], passes=3)
         judged = Judge(model, run.config.judge_samples if random else 1)(run.x, run.y)
-        track(run, self.key, self.kind, self.defense, max(run.config.eps), run.x, judged["correct"])
+        track(run, self.key, self.kind, self.defense, None, run.x, judged["correct"])
         return {"defense": self.defense, "random": random, **judged}
 
 

@@ -5,9 +5,10 @@ run; the report has every eps), the robust one being the per-example worst case 
 library (:mod:`.worst_case`), with their 95% intervals. Then the threat model (norm, eps, bounds), what ran
 (attacks, libraries, EoT draws, and the ``--samples auto`` curve when the run chose them), the compute spent
 (forward passes: one example through the model once), whether a gradient-obfuscation indicator fired, and
-per example: robust or not, which attack broke it first, the perturbation's L-inf and L2 norms. The
-adversarial examples themselves are in the ``.npz`` the card names (``x``, ``y``, ``x_adv``, ``broken_by``,
-``robust``, ``linf``, ``l2``).
+per example (at the card's eps in ``examples``, at every eps in ``examples_by_eps``): robust or not, which
+attack broke it first, the perturbation's L-inf and L2 norms. The adversarial examples themselves are in the
+``.npz`` the card names, keyed by eps (``eps``; ``x``, ``y``; per eps ``x_adv``, ``broken_by``, ``robust``,
+``linf``, ``l2``).
 
 A one-defense run (a user's model) writes ``model-card.json`` and ``worst-case.npz``; a run of several
 defenses writes ``model-card--DEFENSE.json`` and ``worst-case--DEFENSE.npz`` for each.
@@ -88,7 +89,8 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "seed": c.seed,
         "versions": versions,
         "worst_case_file": npz_path.name if arrays is not None else None,
-        "examples": [] if arrays is None else per_example(arrays),
+        "examples": [] if arrays is None else per_example(arrays, eps),
+        "examples_by_eps": {} if arrays is None else {str(e): per_example(arrays, e) for e in sorted(c.eps)},
     }
 
 
@@ -98,15 +100,21 @@ def budgets(c: EvalConfig) -> dict[str, Any]:
     return {"square_queries": c.queries if takes_queries else None}
 
 
-def per_example(arrays: dict[str, Any]) -> list[dict[str, Any]]:
+def per_example(arrays: dict[str, Any], eps: float) -> list[dict[str, Any]]:
+    """Each example at ``eps`` (a row of the worst-case file, :mod:`..store.examples`); none when the file has no
+    such eps."""
+    rows = [k for k, e in enumerate(arrays["eps"].tolist()) if e == float(eps)] if "eps" in arrays else []
+    if not rows:
+        return []
+    k = rows[0]
     return [
         {
             "index": i,
             "label": int(arrays["y"][i]),
-            "robust": bool(arrays["robust"][i]),
-            "broken_by": str(arrays["broken_by"][i]) or None,
-            "linf": float(arrays["linf"][i]),
-            "l2": float(arrays["l2"][i]),
+            "robust": bool(arrays["robust"][k][i]),
+            "broken_by": str(arrays["broken_by"][k][i]) or None,
+            "linf": float(arrays["linf"][k][i]),
+            "l2": float(arrays["l2"][k][i]),
         }
         for i in range(len(arrays["y"]))
     ]

@@ -8,6 +8,7 @@
 * :func:`calibration`: is each defense's confidence honest, clean and under attack? Reliability curves on
   the model's own output kind, with the number of points per bin.
 * :func:`transfer_heatmap`: do adversarial examples made on A fool B? The rho matrix, signed.
+* :func:`.example_grid.worst_case_examples`: what do the worst-case adversarial examples look like, per eps?
 
 ``stochdef evaluate`` runs fixed-eps attacks only; the per-example perturbation norms of minimal attacks
 are drawn where those run (``stochdef reproduce sdr``, :func:`~stochdef.evaluations.figures.norm_distributions`).
@@ -29,6 +30,7 @@ from ...libraries import PGD
 from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store.results import ResultsFile
+from .example_grid import worst_case_examples
 from .report import NORM_NAMES, attack_record, transfer_matrix
 
 NAIVE_STYLE: dict[str, Any] = {"linestyle": "--", "marker": "o"}
@@ -321,4 +323,4 @@ def all_plots(store: ResultsFile, c: EvalConfig, out: Path) -> list[str]:
     for plot in (accuracy_vs_samples, indicator_heatmap, calibration, transfer_heatmap):
         if name := plot(store, c, out):
             names.append(name)
-    return names
+    return names + worst_case_examples(c, out)

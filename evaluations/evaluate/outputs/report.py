@@ -24,6 +24,8 @@ PLOT_QUESTIONS = {
     "indicators.png": "Which gradient-obfuscation indicators fired on which defense?",
     "calibration.png": "Is each defense's confidence honest, clean and under attack?",
     "transfer_matrix.png": "Do adversarial examples made on one defense fool another?",
+    "worst_case_examples": "What do the worst-case adversarial examples look like at each eps (clean, adversarial, "
+    "difference)?",
 }
 
 
@@ -126,7 +128,8 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
     if plots:
         out += ["## Plots", ""]
         for p in plots:
-            out += [f"**{PLOT_QUESTIONS.get(p, p)}**", "", f"![{p}]({p})", ""]
+            question = PLOT_QUESTIONS.get(p) or PLOT_QUESTIONS.get(p.split("--")[0].removesuffix(".png"), p)
+            out += [f"**{question}**", "", f"![{p}]({p})", ""]
     return "\n".join(out) + "\n"
 
 

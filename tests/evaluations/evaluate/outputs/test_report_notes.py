@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -93,3 +94,29 @@ def test_the_card_names_the_checkpoint_and_a_whole_range_eps_warns(
     assert result.card["checkpoint"] == str(path)
     warned = [r.getMessage() for r in caplog.records if "covers the whole input range" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("eps 2.0 covers the whole input range [0.0, 1.0] under linf")
+
+
+def test_adversarial_examples_for_every_eps_and_their_picture(digits: Any, tmp_path: Path) -> None:
+    """The worst-case file holds one row per eps, equal (every array) whether the run went at once or gained an eps
+    on a resume; the report shows the picture of the broken examples."""
+    net, x, y = _trained(digits), digits.x_test[:N], digits.y_test[:N]
+    kwargs: dict[str, Any] = {"attacks": ("fgsm", "pgd"), "libraries": ("inhouse",), "samples": (1,), "steps": 5}
+    evaluate_model(net, x, y, eps=(0.05, 0.3), out=tmp_path / "once", **kwargs)
+    evaluate_model(net, x, y, eps=(0.3,), out=tmp_path / "resumed", **kwargs)
+    result = evaluate_model(net, x, y, eps=(0.05, 0.3), out=tmp_path / "resumed", **kwargs)
+    with np.load(tmp_path / "once" / "worst-case.npz") as f:
+        once = {k: f[k] for k in f.files}
+    with np.load(tmp_path / "resumed" / "worst-case.npz") as f:
+        resumed = {k: f[k] for k in f.files}
+    assert once["eps"].tolist() == [0.05, 0.3] and once["x_adv"].shape == (2, *x.shape)
+    for name in ("eps", "x", "y", "x_adv", "broken_by", "robust", "linf", "l2"):
+        np.testing.assert_array_equal(resumed[name], once[name], err_msg=name)
+    records = [json.loads(line) for line in (tmp_path / "once" / "results.jsonl").read_text().splitlines()]
+    for k, e in enumerate([0.05, 0.3]):
+        bits = [r["correct"] for r in records if r["kind"] == "clean" or r.get("eps") == e]
+        assert once["robust"][k].tolist() == [all(b[i] == "1" for b in bits) for i in range(N)]
+        assert float(once["linf"][k].max()) <= e + 1e-6
+        assert [ex["robust"] for ex in result.card["examples_by_eps"][str(e)]] == once["robust"][k].tolist()
+    assert once["robust"][1].sum() < once["robust"][0].sum()  # a trained linear model falls from 0.05 to 0.3
+    assert (tmp_path / "once" / "worst_case_examples.png").stat().st_size > 5000
+    assert "![worst_case_examples.png](worst_case_examples.png)" in (tmp_path / "once" / "report.md").read_text()
