@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -180,11 +179,6 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
     if args.model is None:  # zoo defenses on --data
         return dataclasses.replace(config, n=n, source=source), models, x, y
     zoo_data = args.data is None
-    if not zoo_data and config.indicators:
-        # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
-        logging.getLogger(__name__).warning(
-            "the gradient-obfuscation indicators need a zoo data set: not run on --data"
-        )
     checkpoint = None if args.checkpoint is None else str(args.checkpoint)
     config = own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data, checkpoint=checkpoint)
     return config, models, x, y

@@ -128,13 +128,11 @@ def evaluate_model(
     ``eps``: one radius or several (the card's is the largest); ``samples``: EoT draws per gradient, 1
     being the naive attack, or ``"auto"`` to double them up to ``samples_cap`` until the worst case
     settles (:mod:`.auto_samples`). ``indicators=True`` adds the gradient-obfuscation checks (in-house,
-    L-inf); their transfer check attacks a zoo surrogate trained on a zoo data set, so it needs ``dataset``
-    to name the zoo data set ``x`` comes from. ``checkpoint``: a state dict loaded into ``model`` first. The
+    L-inf); the two that attack a zoo surrogate run only when ``dataset`` names the zoo data set ``x`` comes
+    from (the card lists the checks that ran). ``checkpoint``: a state dict loaded into ``model`` first. The
     model runs where its parameters are; ``x`` and ``y`` must be there too. The keywords are those of
     ``stochdef evaluate`` (:data:`.config.SETTINGS`).
     """
-    if indicators and dataset == "custom":
-        raise ValueError("indicators=True needs dataset= naming the zoo data set of x (its surrogate models)")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     bounds = check_bounds("bounds", tuple(bounds))

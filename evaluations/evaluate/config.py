@@ -249,10 +249,10 @@ def own_model_config(
     config: EvalConfig, *, name: str, n: int, source: str, zoo_data: bool, checkpoint: str | None = None
 ) -> EvalConfig:
     """``config`` for a caller's own model ``name`` on ``n`` examples (``source``: the fingerprint of its weights
-    and data); without a zoo data set (``zoo_data``) the dataset is ``custom`` and the indicators, whose surrogates
-    are zoo models, do not run. ``checkpoint``: the state dict the caller loaded into the model, recorded (the model
-    card names it) and keyed besides the weights' fingerprint."""
+    and data); without a zoo data set (``zoo_data``) the dataset is ``custom`` and the indicators run without the
+    checks that attack a zoo surrogate. ``checkpoint``: the state dict the caller loaded into the model, recorded
+    (the model card names it) and keyed besides the weights' fingerprint."""
     return dataclasses.replace(
         config, defenses=(name,), n=n, source=source, transfer=False, checkpoint=checkpoint,
-        dataset=config.dataset if zoo_data else "custom", indicators=config.indicators and zoo_data,
+        dataset=config.dataset if zoo_data else "custom",
     )  # fmt: skip

@@ -229,6 +229,7 @@ class IndicatorCell(Cell):
     kind: ClassVar[str] = "indicators"
     record_kind: ClassVar[Kind] = Kind(("indicators",))
     defense: str
+    surrogate: bool = True  # a zoo surrogate for the transfer checks (none on a user's own data set)
 
     @classmethod
     def of(cls, c: EvalConfig, defense: str) -> IndicatorCell:
@@ -236,10 +237,10 @@ class IndicatorCell(Cell):
             kind=cls.kind, defense=defense, eps=c.eps_mid, eps_all=sorted(c.eps), samples=max(c.samples),
             steps=c.steps, **c.common(),
         )  # fmt: skip
-        return cls(key, defense)
+        return cls(key, defense, surrogate=c.dataset != "custom")
 
-    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a surrogate model
-        return (self.defense, surrogate_for(self.defense))
+    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a zoo surrogate, if there is one
+        return (self.defense, surrogate_for(self.defense)) if self.surrogate else (self.defense,)
 
     def checks(self, run: Run) -> Checks:
         c = run.config
@@ -253,7 +254,8 @@ class IndicatorCell(Cell):
         return weight(self.defense) * run.config.n * passes
 
     def compute(self, run: Run) -> dict[str, Any]:
-        model, surrogate = run.model(self.defense), run.model(surrogate_for(self.defense))
+        model = run.model(self.defense)
+        surrogate = run.model(surrogate_for(self.defense)) if self.surrogate else None
         found = diagnose(model, surrogate, run.x, run.y, self.checks(run), defense=self.defense)
         return {"defense": self.defense, "indicators": found}
 

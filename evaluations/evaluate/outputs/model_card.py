@@ -86,6 +86,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "unchanged_attack_cells": [flags.unchanged_text(f) for f in flags.unchanged(store, c, defense)],
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
+        "indicators_run": None if indicators is None else [i["name"] for i in indicators["indicators"]],
         "seed": c.seed,
         "versions": versions,
         "worst_case_file": npz_path.name if arrays is not None else None,

@@ -6,7 +6,8 @@ the first cell that broke it (``x_adv``, shape ``(E, N, ...)``; ``x`` where none
 (``broken_by``, its label; ``clean`` when the clean input is misclassified), ``robust``, and the perturbation's
 ``linf`` / ``l2`` (each ``(E, N)``); ``keys`` lists the cells folded in. The clean cell folds into every eps.
 :func:`update` folds one cell (idempotent per cell key, so a resumed run ends with the same file);
-:func:`fold_parts` folds the ranks' parts of a distributed run in grid order. Written atomically with the umask's permissions, like every other output.
+:func:`fold_parts` folds the ranks' parts of a distributed run in grid order. Written atomically with the umask's
+permissions, like every other output.
 
 >>> slug("mwd-256[psd]")
 'mwd-256_psd_'

@@ -163,8 +163,6 @@ def test_bad_input_is_refused_with_the_argument_named(tmp_path: Path, digits: An
         evaluate_model(net, x * 3, y, eps=0.1)
     with pytest.raises(ValueError, match="samples"):
         evaluate_model(net, x, y, eps=0.1, samples="many")
-    with pytest.raises(ValueError, match="dataset"):
-        evaluate_model(net, x, y, eps=0.1, indicators=True)  # the surrogates are a zoo data set's
     with pytest.raises(ValueError, match="MODULE:ATTR"):
         load_model("no_colon_here")
     with pytest.raises(ValueError, match="cannot import"):

@@ -86,8 +86,8 @@ CASES: list[tuple[str, str, Callable[[Path], str]]] = [
         "good.npz",
         "other.pt",
         lambda r: (
-            "shapes differ: conv.weight (6, 3, 3, 3) in the file, (4, 3, 3, 3) in the "
-            "model, conv.bias (6,) in the file, (4,) in the model, head.weight (10, 6) in the file, (10, 4) in the model"
+            "shapes differ: conv.weight (6, 3, 3, 3) in the file, (4, 3, 3, 3) in the model, conv.bias (6,) in the "
+            "file, (4,) in the model, head.weight (10, 6) in the file, (10, 4) in the model"
         ),
     ),
     (
