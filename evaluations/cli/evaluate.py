@@ -65,7 +65,7 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "block": {"type": int, "default": default.block},
         "judge_samples": {"type": int, "default": default.judge_samples},
         "seed": {"type": int, "default": default.seed},
-        "device": {"default": "cuda" if torch.cuda.is_available() else "cpu"},
+        "device": {"default": "cuda" if torch.cuda.is_available() else "cpu", "metavar": "DEVICE"},
         "indicators": {"action": "store_false"},
         "transfer": {"action": "store_false"},
         "norm": {"default": default.norm, "metavar": "{" + ",".join(libraries.NORMS) + "}"},
@@ -161,6 +161,11 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
 
     if args.model is None and args.data is None:
         return config, None, None, None
+    if args.model is not None and tuple(args.defenses) != DEFAULT_DEFENSES:
+        raise ValueError(
+            f"--model replaces --defense: pass one or the other (got --defense {','.join(args.defenses)}); several "
+            "--model entries, comma-separated, are evaluated side by side"
+        )
     x = y = None
     parts: list[Any] = []
     if args.data is not None:
@@ -169,18 +174,30 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
         parts += [x, y]
     models = None
     if args.model is not None:
-        model = load_model(args.model).to(config.device)
-        if args.checkpoint is not None:
-            load_checkpoint(model, args.checkpoint)
-        models = {args.model: model}
-        parts.append(model)
+        names = [part.strip() for part in args.model.split(",") if part.strip()]
+        files = [] if args.checkpoint is None else [p.strip() for p in str(args.checkpoint).split(",")]
+        if files and len(files) != len(names):
+            raise ValueError(
+                f"--checkpoint lists {len(files)} file(s) for {len(names)} --model entries: give one per entry, "
+                "comma-separated, in their order"
+            )
+        models = {}
+        for i, name in enumerate(names):
+            if name in models:
+                raise ValueError(f"--model lists {name!r} twice")
+            model = load_model(name).to(config.device)
+            if files:
+                load_checkpoint(model, files[i])
+            models[name] = model
+            parts.append(model)
     n = len(x) if x is not None else config.n
     source = fingerprint(*parts, extra=[args.model or ""])
     if args.model is None:  # zoo defenses on --data
         return dataclasses.replace(config, n=n, source=source), models, x, y
     zoo_data = args.data is None
-    checkpoint = None if args.checkpoint is None else str(args.checkpoint)
-    config = own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data, checkpoint=checkpoint)
+    checkpoint = None if args.checkpoint is None else ",".join(p.strip() for p in str(args.checkpoint).split(","))
+    config = own_model_config(config, name=tuple(models or ()), n=n, source=source, zoo_data=zoo_data,
+                              checkpoint=checkpoint)  # fmt: skip
     return config, models, x, y
 
 

@@ -57,7 +57,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "model": defense,
         "dataset": c.dataset,
         "source": c.source or None,
-        "checkpoint": c.checkpoint,
+        "checkpoint": c.checkpoint_of(defense),
         "n": c.n,
         "norm": c.norm,
         "eps": eps,

@@ -68,3 +68,11 @@ def test_evaluate_model_records_the_canonical_names(tmp_path: Path) -> None:
     attacks = [r for r in records if r["kind"] == "attack"]
     assert [(r["attack"], r["library"]) for r in attacks] == [("fgsm", "inhouse")]
     assert result.norm == "linf" and result.card["attacks"] == ["fgsm"]
+
+
+def test_the_device_help_states_its_default_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "torch device (default: cuda when a GPU is available, else cpu)" in text
+    assert "(default: cpu)" not in text and "(default: cuda)" not in text

@@ -4,6 +4,7 @@ exit status 2 and nothing computed (no ``results.jsonl``)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -117,3 +118,52 @@ def test_evaluate_model_checks_the_data_against_the_model_first(package: Path) -
     assert caught.value.__traceback__ is not None and "\n" not in str(caught.value)
     with pytest.raises(TypeError, match="cast x to float32"):
         evaluate_model(prenets.build(), x.permute(0, 3, 1, 2).double(), torch.arange(4), eps=0.1, attacks=("fgsm",))
+
+
+def test_several_models_run_side_by_side_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], package: Path
+) -> None:
+    torch.manual_seed(1)
+    import prenets
+
+    torch.save(prenets.other().state_dict(), package / "other-good.pt")
+    argv = ["evaluate", "--model", "prenets:build,prenets:other", "--checkpoint",
+            f"{package / 'good.pt'},{package / 'other-good.pt'}", "--data", str(package / "good.npz"), "--attack",
+            "fgsm", "--library", "inhouse", "--eps", "0.1", "--samples", "1", "--no-indicators", "--judge-samples",
+            "2", "--out", str(package / "out"), "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = package / "out"
+    report = (out / "report.md").read_text()
+    assert "| prenets:build | no |" in report and "| prenets:other | no |" in report  # one report, both models
+    cards = {
+        name: json.loads((out / f"model-card--{name}.json").read_text()) for name in ("prenets_build", "prenets_other")
+    }
+    assert cards["prenets_build"]["checkpoint"] == str(package / "good.pt")
+    assert cards["prenets_other"]["checkpoint"] == str(package / "other-good.pt")
+    capsys.readouterr()
+    for extra, message in (
+        (["--defense", "adv-bnn"], "--model replaces --defense: pass one or the other"),
+        (["--checkpoint", str(package / "good.pt")], "--checkpoint lists 1 file(s) for 2 --model entries"),
+    ):
+        code = cli.main([*argv[:1], "--model", "prenets:build,prenets:other", "--data", str(package / "good.npz"),
+                         *extra, "--out", str(package / "out2")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
+
+
+def test_evaluate_model_takes_several_models(package: Path) -> None:
+    import prenets
+
+    torch.manual_seed(0)
+    x, y = torch.rand(20, 3, 8, 8), torch.arange(20) % 10
+    models = {"base": prenets.build(), "wide": prenets.other()}
+    result = evaluate_model(models, x, y, eps=0.1, attacks=("fgsm",), libraries=("inhouse",), samples=(1,),
+                            judge_samples=2, out=package / "two")  # fmt: skip
+    assert set(result.by_model) == {"base", "wide"} and result.by_model["base"].clean_accuracy == result.clean_accuracy
+    for name, model in models.items():
+        with torch.no_grad():  # deterministic models: each clean accuracy is its own model's argmax accuracy
+            expected = float((model(x).argmax(1) == y).float().mean())
+        assert result.by_model[name].clean_accuracy == pytest.approx(expected)
+    assert (package / "two" / "model-card--base.json").exists() and (package / "two" / "model-card--wide.json").exists()
+    with pytest.raises(ValueError, match="checkpoint is for one model"):
+        evaluate_model({"a": prenets.build(), "b": prenets.build()}, x, y, eps=0.1, checkpoint=package / "good.pt")

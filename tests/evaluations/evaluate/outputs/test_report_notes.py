@@ -17,6 +17,7 @@ from torch import nn
 
 from stochdef.evaluations import evaluate_model
 from stochdef.evaluations.evaluate.grid import cells
+from stochdef.evaluations.evaluate.outputs.report import console_table
 
 N = 24
 
@@ -50,6 +51,16 @@ def test_an_l2_run_is_named_l2_and_says_why_each_cell_did_not_run(digits: Any, t
         marks = re.findall(r"\[(\d+)\] [^\n]*" + re.escape(reason), table)
         assert len(marks) == 1, (reason, table)
         assert f"n/a [{marks[0]}]" in table
+
+
+def test_the_console_table_keeps_its_columns_apart(digits: Any, tmp_path: Path) -> None:
+    result = evaluate_model(_net(), digits.x_test[:8], digits.y_test[:8], eps=(8 / 255, 0.0314), attacks=("fgsm",),
+                            libraries=("inhouse",), samples=(1,))  # fmt: skip
+    lines = console_table(result.store, result.config).splitlines()
+    assert lines[0] == "L-inf attacks"
+    header = lines[1].split()
+    assert header[:2] == ["defense", "clean"] and header.count("naive/EoT") == 2  # no two labels run together
+    assert len(lines[3]) == len(lines[1])  # the numbers sit under their labels
 
 
 def test_the_run_time_is_summed_over_resumes(digits: Any, tmp_path: Path) -> None:
