@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
@@ -204,11 +205,17 @@ def warn_identical_draws(eot: nn.Module, x: torch.Tensor) -> None:
     setattr(eot, "draws_checked", True)  # noqa: B010 (a plain attribute of this one module)
     draws = min(samples, PROBE_DRAWS)
     if identical_draws(eot.model, x, draws=draws, max_batch=int(getattr(eot, "max_batch", draws))):  # type: ignore[arg-type]
-        warnings.warn(
+        # at this line, not the caller's: the hook runs inside torch's Module.__call__, whose one location would
+        # let Python's once-per-location rule hide the second adapter's warning; ``draws_checked`` says it once
+        # per EoT module already
+        warnings.warn_explicit(
             f"samples={samples}, but {draws} draws of the model on one input were identical: "
             "the average is one draw. A model whose randomness hangs on self.training (nn.Dropout, ...) is "
             "deterministic after the library's eval(): wrap it with stochdef.adapters.keep_random(model). "
             "A deterministic model needs samples=1.",
             IdenticalDrawsWarning,
-            stacklevel=3,
+            filename=__file__,
+            lineno=inspect.currentframe().f_lineno,  # type: ignore[union-attr]
+            module=__name__,
+            registry=None,
         )
