@@ -25,7 +25,7 @@ TARGETS: dict[str, str] = {
     "sap": "forward with SAP-100 after every ReLU vs the dense network, batch 100 x 16 draws (<= 3x)",
     "intervals": "interval bound propagation vs one forward pass, MWD / ReLU / sigmoid 512-512-512-10 (<= 3x)",
     "evaluate": "the default `stochdef evaluate` end to end, fresh results folder (<= 180 s on a 2-core CPU)",
-    "distributed": "a cell-heavy `stochdef evaluate` sweep under torchrun, 2 processes vs 1, one thread each (>= 1.6x)",
+    "distributed": "a cell-heavy `stochdef evaluate` sweep under torchrun, 2 processes vs 1, one thread each (>= 1.8x)",
 }
 
 

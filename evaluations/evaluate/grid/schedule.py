@@ -17,6 +17,7 @@ import heapq
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -91,3 +92,33 @@ def split(run: Run, todo: Sequence[Cell], ranks: int, weights: Mapping[str, floa
     pieces = units(run, todo, lambda defense: weights.get(defense, 1.0))
     given = balance([cost for cost, _ in pieces], ranks)
     return [[todo[i] for i in sorted(j for u in mine for j in pieces[u][1])] for mine in given]
+
+
+def agreement(run: Run, cells: Sequence[Cell], weights: Mapping[str, float]) -> dict[str, Any]:
+    """How well the expected costs of ``cells`` (that ``run.store`` recorded, skipped ones left out) predict the
+    seconds they took: Spearman's rank correlation and the spread of seconds per unit of cost (its 10th, 50th
+    and 90th percentiles over the cells, and their 90/10 ratio: 1 for a perfect model up to a constant).
+
+    A split is as good as its costs' ranks and ratios: LPT needs the order right and the sizes roughly so.
+    """
+    from scipy.stats import spearmanr
+
+    costs, seconds = [], []
+    for cell in cells:
+        record = cell.record(run.store)
+        cost = cell.cost(run, lambda defense: weights.get(defense, 1.0))
+        if record is None or "skipped" in record or cost <= 0 or "seconds" not in record:
+            continue
+        costs.append(cost)
+        seconds.append(float(record["seconds"]))
+    if len(costs) < 3:
+        return {"cells": len(costs)}
+    per_unit = sorted(s / c for s, c in zip(seconds, costs, strict=True))
+    q = [per_unit[int(f * (len(per_unit) - 1))] for f in (0.1, 0.5, 0.9)]
+    rho = float(spearmanr(costs, seconds).statistic)
+    return {
+        "cells": len(costs),
+        "spearman": round(rho, 3),
+        "seconds_per_cost_p10_p50_p90": q,
+        "spread_90_10": q[2] / q[0],
+    }

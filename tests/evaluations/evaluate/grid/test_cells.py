@@ -109,3 +109,29 @@ def test_the_transfer_matrix_and_the_indicators_attack_in_the_runs_bounds(
     found = {i["name"]: i for i in diagnose(models["plain"], models["plain"], x, y, checks, defense="plain")}
     # an attack over the whole [-1, 1] box must break every point of an undefended model
     assert found["unconstrained_attack_failure"]["value"] == pytest.approx(0.0, abs=0.05)
+
+
+def test_the_cost_models_agreement_with_measured_seconds(tmp_path: Path) -> None:
+    """``schedule.agreement``: seconds proportional to the costs rank perfectly with no spread; reversed, they
+    rank at -1 (the bench reports it for a real run)."""
+    from stochdef.evaluations.evaluate.grid.schedule import agreement
+
+    config = EvalConfig(
+        defenses=("vanilla-mlp", "sdr-learnable"), attacks=("fgsm", "pgd", "apgd-ce"), libraries=("inhouse", "art"),
+        eps=(0.1,), samples=(1, 4), n=10, judge_samples=2, indicators=False, transfer=False,
+    )  # fmt: skip
+    weights = {"vanilla-mlp": 1.0, "sdr-learnable": 3.0}
+    for sign in (1, -1):
+        run = open_run(config, ResultsFile(tmp_path / f"{sign}.jsonl"))
+        cells = [c for c in grid(config) if isinstance(c, AttackCell) and "skipped" not in c.header(run)]
+        costs = [c.cost(run, weights.__getitem__) for c in cells]
+        judged = {"acc_single": 1.0, "acc_single_ci": [0, 1], "acc_ensemble": 1.0, "acc_ensemble_ci": [0, 1]}
+        for cell, cost in zip(cells, costs, strict=True):
+            seconds = 1e-3 * cost if sign > 0 else 1.0 / cost
+            run.store.add({"key": cell.key, "kind": AttackCell.kind, **judged, "seconds": seconds})
+        found = agreement(run, cells, weights)
+        assert found["cells"] == len(cells)
+        if sign > 0:
+            assert found["spearman"] == pytest.approx(1.0) and found["spread_90_10"] == pytest.approx(1.0)
+        else:
+            assert found["spearman"] < -0.9
