@@ -32,7 +32,7 @@ def number(text: str) -> float:
 
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     """A parser of comma-separated ``kind`` values whose error names the item that is not one."""
-    what = {number: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
+    what = {number: "a number", int: "an integer"}.get(kind, getattr(kind, "__name__", "a value"))
 
     def parse(text: str) -> tuple[Any, ...]:
         values = []
@@ -155,7 +155,7 @@ def headline(store: Any, config: EvalConfig) -> str:
 
 def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig, Any, Any, Any]:
     """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name:
-    ``(config, models, x, y)``."""
+    ``(config, x, y, models)``."""
     from ..evaluate.config import own_model_config
     from ..evaluate.user_model import fingerprint, load_checkpoint, load_data, load_model
 
@@ -193,12 +193,12 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
     n = len(x) if x is not None else config.n
     source = fingerprint(*parts, extra=[args.model or ""])
     if args.model is None:  # zoo defenses on --data
-        return dataclasses.replace(config, n=n, source=source), models, x, y
+        return dataclasses.replace(config, n=n, source=source), x, y, models
     zoo_data = args.data is None
     checkpoint = None if args.checkpoint is None else ",".join(p.strip() for p in str(args.checkpoint).split(","))
     config = own_model_config(config, name=tuple(models or ()), n=n, source=source, zoo_data=zoo_data,
                               checkpoint=checkpoint)  # fmt: skip
-    return config, models, x, y
+    return config, x, y, models
 
 
 def build_from_args(args: argparse.Namespace) -> EvalConfig:

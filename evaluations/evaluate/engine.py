@@ -188,10 +188,15 @@ def run_cells(run: Run, *, progress: bool = True) -> ResultsFile:
     todo = [cell for cell in cells if cell.key not in store]
     logger.info("%d cells, %d already done", len(cells), len(cells) - len(todo))
     done = 0
+    # the bar (and its ETA) advances by each cell's expected cost in forward passes, not by cells: a clean cell
+    # is cheap and an EoT attack cell dear, so a count of cells misjudges the time left
+    costs = [max(cell.cost(run, lambda _: 1.0), 1.0) for cell in todo]
     try:
-        for cell in tqdm(todo, desc="evaluate", disable=not progress):
-            compute(run, cell)
-            done += 1
+        with tqdm(total=sum(costs), desc="evaluate", unit="pass", unit_scale=True, disable=not progress) as bar:
+            for cell, cost in zip(todo, costs, strict=True):
+                compute(run, cell)
+                done += 1
+                bar.update(cost)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "

@@ -158,9 +158,9 @@ def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequ
             if key in seen or found is None:
                 continue
             correct, eps = found
-            part = owner[key]
-            k = 0 if eps is None else int(np.flatnonzero(part["eps"] == float(eps))[0])
-            _fold(state, key, eps, correct, part["x_adv"][k], part["broken_by"][k])
+            held = owner[key]
+            k = 0 if eps is None else int(np.flatnonzero(held["eps"] == float(eps))[0])
+            _fold(state, key, eps, correct, held["x_adv"][k], held["broken_by"][k])
             folded += 1
         _save(target, state)
     return folded
