@@ -246,7 +246,8 @@ def indicator_heatmap(store: ResultsFile, c: EvalConfig, out: Path) -> str | Non
         return None
     label_in = max(len(r) for r in rows) * 0.075  # the defense names left of the cells
     width = max(MIN_WIDTH, 1.2 + label_in + 0.62 * len(names))
-    fig, ax = plt.subplots(figsize=(width, 1.9 + 0.42 * len(rows)))
+    names_in = max(len(n) for n in names) * 0.05  # the indicator names under the cells, rotated 40 degrees
+    fig, ax = plt.subplots(figsize=(width, 1.3 + names_in + 0.42 * len(rows)))
     cmap = ListedColormap(["#d9f0d3", "#e34a33"]).with_extremes(bad="#dddddd")
     ax.imshow(np.ma.masked_invalid(state), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=FONT - 1)
