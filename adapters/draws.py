@@ -20,6 +20,7 @@ estimators for such a model.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Literal, Protocol
 
@@ -256,7 +257,14 @@ def warn_draws(eot: Averager, x: torch.Tensor) -> None:
     message = draws_message(kind, eot.samples, trained_random=trained)
     if message is not None:
         category = PerCallDrawsWarning if kind == "per-call" else IdenticalDrawsWarning
-        warnings.warn(message, category, stacklevel=4)
+        # at this line, not the caller's: the hook runs inside torch's Module.__call__, whose one location would
+        # let Python's once-per-location rule hide the second adapter's warning; ``eot.draws`` says it once per
+        # EoT module already
+        frame = inspect.currentframe()
+        warnings.warn_explicit(
+            message, category, filename=__file__, lineno=frame.f_lineno if frame else 0, module=__name__,
+            registry=None,
+        )  # fmt: skip
 
 
 def check_draws_hook(module: nn.Module, args: tuple[object, ...]) -> None:

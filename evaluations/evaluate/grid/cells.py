@@ -114,12 +114,11 @@ def estimator(run: Run, defense: str, library: str, attack: Attack) -> str:
     return text if attack.samples == 1 else f"{text}; {taken(run, defense, attack.samples)['draws']}"
 
 
-def track(run: Run, key: str, label: str, defense: str, eps: float, x_adv: torch.Tensor, correct: str) -> None:
-    """Fold a cell into the defense's worst-case examples (:mod:`..store.examples`) when ``eps`` is the card's
-    (the largest of the run)."""
-    if eps == max(run.config.eps):
-        path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
-        examples.update(path, key, label, run.x, run.y, x_adv, correct)
+def track(run: Run, key: str, label: str, defense: str, eps: float | None, x_adv: torch.Tensor, correct: str) -> None:
+    """Fold a cell at ``eps`` (``None``: the clean cell, at every eps) into the defense's worst-case examples
+    (:mod:`..store.examples`, keyed by eps)."""
+    path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
+    examples.update(path, key, label, eps, run.x, run.y, x_adv, correct, all_eps=run.config.eps)
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ class CleanCell(Cell):
         kind: DrawKind = probe(model, run.x, samples=PROBE_DRAWS, max_batch=PROBE_DRAWS) if random else "deterministic"
         judge = run.config.judge_samples if random else 1
         judged = Judge(model, judge, draws=kind)(run.x, run.y)
-        track(run, self.key, self.kind, self.defense, max(run.config.eps), run.x, judged["correct"])
+        track(run, self.key, self.kind, self.defense, None, run.x, judged["correct"])
         return {"defense": self.defense, "random": random, "draws": kind, "judge_draws": draws_taken(kind, judge),
                 **judged}  # fmt: skip
 
@@ -266,6 +265,7 @@ class IndicatorCell(Cell):
     kind: ClassVar[str] = "indicators"
     record_kind: ClassVar[Kind] = Kind(("indicators",))
     defense: str
+    surrogate: bool = True  # a zoo surrogate for the transfer checks (none on a user's own data set)
 
     @classmethod
     def of(cls, c: EvalConfig, defense: str) -> IndicatorCell:
@@ -273,10 +273,10 @@ class IndicatorCell(Cell):
             kind=cls.kind, defense=defense, eps=c.eps_mid, eps_all=sorted(c.eps), samples=max(c.samples),
             steps=c.steps, **c.common(),
         )  # fmt: skip
-        return cls(key, defense)
+        return cls(key, defense, surrogate=c.dataset != "custom")
 
-    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a surrogate model
-        return (self.defense, surrogate_for(self.defense))
+    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a zoo surrogate, if there is one
+        return (self.defense, surrogate_for(self.defense)) if self.surrogate else (self.defense,)
 
     def checks(self, run: Run) -> Checks:
         c = run.config
@@ -290,7 +290,8 @@ class IndicatorCell(Cell):
         return weight(self.defense) * run.config.n * passes
 
     def compute(self, run: Run) -> dict[str, Any]:
-        model, surrogate = run.model(self.defense), run.model(surrogate_for(self.defense))
+        model = run.model(self.defense)
+        surrogate = run.model(surrogate_for(self.defense)) if self.surrogate else None
         checks = self.checks(run)
         found = diagnose(model, surrogate, run.x, run.y, checks, defense=self.defense)
         return {"defense": self.defense, **taken(run, self.defense, checks.samples, checks.judge), "indicators": found}
