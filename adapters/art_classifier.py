@@ -21,8 +21,8 @@ from stochdef.defenses.validation import (
 )
 
 from .chunking import DEFAULT_MAX_BATCH, Chunk, chunked_sum
+from .draws import DrawKind, warn_draws
 from .eot import EoT, expectation
-from .randomness import warn_identical_draws
 from .wrapping import library_eot, module_device
 
 Output = Literal["probs", "logits"]
@@ -45,6 +45,10 @@ class EoTClassifier(PyTorchClassifier):
       its own reduction over the whole batch, also where the batch is split into calls of ``max_batch`` rows);
     * ``compute_loss``: ``E[loss(f(x), y)]``.
 
+    A model whose rows of one call share a draw (``"per-call"``, :func:`~stochdef.adapters.draw_kind`, found at
+    the first non-empty batch and kept in :attr:`draws`) is called once per draw in each method, on chunks of
+    the batch; any other model on the batch replicated ``samples`` times.
+
     Numpy and torch inputs are accepted and the same type is returned (``predict`` always sees and
     returns numpy: ART's ``InputFilter`` metaclass converts its input first); labels may be integer indices
     of shape ``(N,)`` or one-hot ``(N, nb_classes)``. With ``samples=1`` on a deterministic model and
@@ -61,6 +65,11 @@ class EoTClassifier(PyTorchClassifier):
         self._eot = eot
         self._output: Output = check_choice("output", output, ("probs", "logits"))  # type: ignore[assignment]
 
+    @property
+    def draws(self) -> DrawKind | None:
+        """How the model draws (``EoT.draws``): found at the first non-empty batch with ``samples > 1``."""
+        return self._eot.draws
+
     # -- conversions -------------------------------------------------------------------------------
     def _inputs(self, x: Array) -> torch.Tensor:
         xt = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
@@ -72,7 +81,7 @@ class EoTClassifier(PyTorchClassifier):
         if xt.dim() < 2:
             raise ValueError(f"x must have a batch dimension (rank >= 2), got shape {tuple(xt.shape)}")
         xt = xt.to(self._device)
-        warn_identical_draws(self._eot, xt)
+        warn_draws(self._eot, xt)  # finds how the model draws (self._eot.draws) at the first non-empty batch
         return xt
 
     def _labels(self, y: Array, batch: int) -> torch.Tensor:
@@ -127,6 +136,7 @@ class EoTClassifier(PyTorchClassifier):
                     samples=self._eot.samples,
                     max_batch=self._eot.max_batch,
                     transform=transform,
+                    draws=self._eot.draws or "per-row",  # None: one draw, or an empty batch
                 )
                 for i in range(0, xt.shape[0], batch_size)
             ]
@@ -168,7 +178,9 @@ class EoTClassifier(PyTorchClassifier):
             return (torch.stack(per_class, dim=1),)
 
         with torch.enable_grad():
-            (grads,) = chunked_sum(step, batch=batch, samples=samples, max_batch=self._eot.max_batch)
+            (grads,) = chunked_sum(
+                step, batch=batch, samples=samples, max_batch=self._eot.max_batch, per_call=self._eot.per_call
+            )
         return self._like(grads / samples, x)
 
     def loss_gradient(self, x: Array, y: Array, training_mode: bool = False, **kwargs: Any) -> Array:
@@ -193,7 +205,9 @@ class EoTClassifier(PyTorchClassifier):
             return (chunk.fold(g),)
 
         with torch.enable_grad():
-            (grad,) = chunked_sum(step, batch=batch, samples=samples, max_batch=self._eot.max_batch)
+            (grad,) = chunked_sum(
+                step, batch=batch, samples=samples, max_batch=self._eot.max_batch, per_call=self._eot.per_call
+            )
         return self._like(grad / samples, x)
 
     def compute_loss(self, x: Array, y: Array, reduction: str = "none", **kwargs: Any) -> Array:
@@ -213,7 +227,13 @@ class EoTClassifier(PyTorchClassifier):
         try:
             with torch.no_grad():
                 if batch > 0:  # nothing to draw otherwise: no model call
-                    (losses,) = chunked_sum(step, batch=batch, samples=self._eot.samples, max_batch=self._eot.max_batch)
+                    (losses,) = chunked_sum(
+                        step,
+                        batch=batch,
+                        samples=self._eot.samples,
+                        max_batch=self._eot.max_batch,
+                        per_call=self._eot.per_call,
+                    )
         finally:
             self._loss.reduction = previous
         losses = losses / self._eot.samples
@@ -236,14 +256,28 @@ def to_art(
     output: Output = "logits",
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> EoTClassifier:
-    """An ART classifier over ``EoT(model, samples=...)`` whose gradients are exact EoT averages.
+    """An ART classifier over ``EoT(model, samples=samples)`` whose gradients are exact EoT averages.
 
-    ``loss`` defaults to ``nn.CrossEntropyLoss()`` and must be a loss over class indices
-    (``CrossEntropyLoss``, ``NLLLoss`` or ``MultiMarginLoss``, the ones ART reduces labels for);
-    ``output`` picks what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`): the
-    default ``"logits"`` is what a plain ``PyTorchClassifier`` of the model returns, so every ART evasion
-    attack that runs on one runs on this (APGD and AutoAttack included); ``"probs"`` is the ensemble's
-    class probabilities. The model keeps its mode and is moved to ``device``, as ART's own wrapper does.
+    The model keeps its mode and is moved to ``device``, as ART's own wrapper does (DESIGN.md, §C3, §C5).
+
+    Args:
+        model: the classifier, random or not, returning logits of shape ``(batch, nb_classes)``.
+        input_shape: the shape of one input, without the batch dimension (``(1, 28, 28)`` for MNIST).
+        nb_classes: the number of classes; checked against one call of the model.
+        clip_values: ``(low, high)``, the bounds of the inputs.
+        samples: the draws every prediction and gradient averages (1: the naive, single-draw model).
+        loss: a loss over class indices (``nn.CrossEntropyLoss``, the default, ``nn.NLLLoss`` or
+            ``nn.MultiMarginLoss``: the ones ART reduces labels for).
+        device: where the model runs; by default where its parameters are.
+        output: what ``predict`` and ``class_gradient`` average (see :class:`EoTClassifier`): ``"logits"``,
+            the default, is what a plain ``PyTorchClassifier`` of the model returns, so every ART evasion
+            attack that runs on one runs on this (APGD and AutoAttack included); ``"probs"`` is the
+            ensemble's class probabilities.
+        max_batch: the most rows one model call sees (the replicated batch is split into chunks).
+
+    Returns:
+        An :class:`EoTClassifier`, a ``PyTorchClassifier`` whose ``predict``, ``class_gradient``,
+        ``loss_gradient`` and ``compute_loss`` are exact EoT averages over ``samples`` draws.
 
     Example:
         >>> import numpy as np

@@ -2,7 +2,9 @@
 
 An EoT estimate runs a randomized model on its batch replicated ``samples`` times along the batch
 dimension (sample-major, :func:`replicate`), so a model that draws independent randomness per row gives
-``samples`` independent draws per input in one vectorized call (DESIGN.md, §C3).
+``samples`` independent draws per input in one vectorized call (DESIGN.md, §C3). A model whose rows of
+one call share a draw (a random resize-and-pad of the whole batch) would give ``samples`` copies of one
+draw that way: for it every call is one draw of (a slice of) the original batch (``per_call=True``).
 :func:`plan` splits that work into model calls of at most ``max_batch`` rows; :func:`chunks` walks
 those calls in order; :func:`chunked_sum` maps a per-call function over them and sums (or otherwise
 combines) what it returns per input row. Every EoT path of the package (the :class:`~stochdef.adapters.EoT`
@@ -37,13 +39,16 @@ def replicate(x: torch.Tensor, copies: int) -> torch.Tensor:
     return x.repeat(copies, *([1] * (x.dim() - 1)))
 
 
-def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int]]]:
+def plan(batch: int, samples: int, max_batch: int, *, per_call: bool = False) -> list[tuple[slice, list[int]]]:
     """Split ``samples`` draws of a ``batch`` into model calls of at most ``max_batch`` rows.
 
-    Returns, per slice of rows, the number of draws (copies of those rows) in each call.
+    Returns, per slice of rows, the number of draws (copies of those rows) in each call. With ``per_call``
+    (a model whose rows of one call share a draw, DESIGN.md §C2) every call is one draw: one copy of a slice.
 
     >>> plan(3, 5, 6)
     [(slice(0, 3, None), [2, 2, 1])]
+    >>> plan(3, 5, 6, per_call=True)
+    [(slice(0, 3, None), [1, 1, 1, 1, 1])]
     >>> plan(5, 2, 3)
     [(slice(0, 3, None), [1, 1]), (slice(3, 5, None), [1, 1])]
     >>> plan(0, 4, 8)  # an empty batch needs no call
@@ -55,14 +60,14 @@ def plan(batch: int, samples: int, max_batch: int) -> list[tuple[slice, list[int
         return out
     for start in range(0, batch, width):
         rows = slice(start, min(start + width, batch))
-        per_call = max(1, max_batch // (rows.stop - rows.start))
-        out.append((rows, [min(per_call, samples - done) for done in range(0, samples, per_call)]))
+        copies = 1 if per_call else max(1, max_batch // (rows.stop - rows.start))
+        out.append((rows, [min(copies, samples - done) for done in range(0, samples, copies)]))
     return out
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One model call of an EoT loop: draws ``first_draw .. first_draw + copies - 1`` of the rows ``rows``.
+    """One model call of an EoT loop: draws ``first_draw`` to ``first_draw + copies - 1`` of the rows ``rows``.
 
     The call's input is :meth:`replicate` of the batch (``copies * width`` rows, at most ``max_batch``
     unless a single row is wider); :meth:`draws` and :meth:`fold` bring a per-row output back to the rows.
@@ -90,13 +95,13 @@ class Chunk:
         return self.draws(out).sum(0)
 
 
-def chunks(batch: int, samples: int, max_batch: int) -> Iterator[Chunk]:
+def chunks(batch: int, samples: int, max_batch: int, *, per_call: bool = False) -> Iterator[Chunk]:
     """The model calls of ``samples`` draws of a ``batch``, in :func:`plan`'s order (rows, then draws).
 
     >>> [(c.rows.start, c.rows.stop, c.copies, c.first_draw) for c in chunks(5, 3, 4)]
     [(0, 4, 1, 0), (0, 4, 1, 1), (0, 4, 1, 2), (4, 5, 3, 0)]
     """
-    for rows, calls in plan(batch, samples, max_batch):
+    for rows, calls in plan(batch, samples, max_batch, per_call=per_call):
         first = 0
         for copies in calls:
             yield Chunk(rows, copies, first)
@@ -115,6 +120,7 @@ def chunked_sum(
     samples: int,
     max_batch: int,
     combine: Combine = torch.add,
+    per_call: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """Accumulate ``step`` over the calls of ``samples`` draws of a ``batch``; one tensor per output of ``step``.
 
@@ -125,7 +131,9 @@ def chunked_sum(
     concatenated along the rows. Divide by ``samples`` for a mean. An empty ``batch`` still makes one
     call, on ``Chunk(slice(0, 0), 1, 0)``, so the results have the right shape, dtype and device.
     With ``samples > 1`` the calls run under :func:`sampling_for` (the fast path, see the module's
-    docstring).
+    docstring). ``per_call=True`` makes every call one draw of its rows (``chunk.copies == 1``): the
+    path for a model whose rows of one call share a draw (:func:`~stochdef.adapters.draw_kind`), whose
+    replicated copies would all be the same draw.
 
     Example (the mean of ``2 * x`` over 3 draws, in calls of at most 4 rows):
         >>> x = torch.arange(5.0)
@@ -137,7 +145,7 @@ def chunked_sum(
         return tuple(step(Chunk(slice(0, 0), 1, 0)))
     parts: list[list[torch.Tensor]] = []  # per slice of rows, the accumulated outputs
     current: slice | None = None
-    for chunk in chunks(batch, samples, max_batch):
+    for chunk in chunks(batch, samples, max_batch, per_call=per_call):
         with sampling_for(samples):
             results = list(step(chunk))
         if chunk.rows != current:

@@ -10,7 +10,7 @@ from torch import nn
 from stochdef.defenses.validation import Bounds, check_bounds
 
 from .eot import DEFAULT_MAX_BATCH, Reduce
-from .wrapping import library_eot, module_device
+from .wrapping import STOCHDEF_EOT, library_eot, module_device
 
 if TYPE_CHECKING:
     import foolbox
@@ -32,7 +32,8 @@ def to_foolbox(
     ``device`` and left in the mode it is in (Foolbox warns if it is in training mode; stochdef defenses are
     random in ``eval()``, for ``nn.Dropout`` see :func:`~stochdef.adapters.keep_random`), and every query
     Foolbox makes is answered, including those its attacks make outside ``bounds`` (EAD, VirtualAdversarial).
-    With ``samples > 1`` the first call warns if the model's draws are identical.
+    With ``samples > 1`` the first call finds how the model draws (:func:`~stochdef.adapters.eot_of`) and warns
+    if its draws are identical or taken one call per draw.
 
     Example:
         >>> import foolbox as fb, torch
@@ -50,4 +51,6 @@ def to_foolbox(
     bounds = check_bounds("bounds", bounds)
     dev = module_device(model, device)
     eot = library_eot(model, samples=samples, reduce=reduce, max_batch=max_batch, bounds=bounds).to(dev)
-    return foolbox.PyTorchModel(eot, bounds=bounds, device=dev)
+    fmodel = foolbox.PyTorchModel(eot, bounds=bounds, device=dev)
+    setattr(fmodel, STOCHDEF_EOT, eot)  # for stochdef.adapters.eot_of: Foolbox keeps only a closure over it
+    return fmodel

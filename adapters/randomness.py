@@ -1,13 +1,25 @@
-"""Control a model's randomness: fix it to one draw, keep dropout random under ``eval()``, detect identical draws."""
+"""Control a model's randomness: fix it to one draw, keep dropout random under ``eval()``, detect identical draws.
+
+How a model draws (per row, per call, not at all) and the adapters' warning about it: :mod:`.draws`.
+"""
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import nn
 
 from stochdef.defenses.validation import check_int, leaves_no_trace
+
+from .draws import PROBE_DRAWS, IdenticalDrawsWarning
+
+__all__ = [
+    "FixedRandomness",
+    "IdenticalDrawsWarning",
+    "fix_randomness",
+    "identical_draws",
+    "is_random",
+    "keep_random",
+]
 
 
 class FixedRandomness(nn.Module):
@@ -152,14 +164,7 @@ def keep_random(model: nn.Module, *, layers: tuple[type[nn.Module], ...] = DROPO
     return model
 
 
-# -- the warning when an adapter averages identical draws ------------------------------------------------------
-
-
-class IdenticalDrawsWarning(UserWarning):
-    """An adapter with ``samples > 1`` wraps a model whose draws are identical (the average is one draw)."""
-
-
-PROBE_DRAWS = 8
+# -- identical draws ------------------------------------------------------------------------------------------
 
 
 def identical_draws(
@@ -185,30 +190,3 @@ def identical_draws(
     with leaves_no_trace(model, x.device):
         out = torch.cat([model(batch[i : i + max_batch]) for i in range(0, draws, max_batch)])
     return bool((out == out[:1]).all())
-
-
-def check_draws_hook(module: nn.Module, args: tuple[object, ...]) -> None:
-    """Forward pre-hook of the adapters' ``EoT`` modules: :func:`warn_identical_draws` at the first call."""
-    if args and isinstance(args[0], torch.Tensor):
-        warn_identical_draws(module, args[0])
-
-
-def warn_identical_draws(eot: nn.Module, x: torch.Tensor) -> None:
-    """Once per ``eot`` (an ``EoT`` module), at its first non-empty batch: warn if its draws are identical.
-
-    Nothing happens for ``samples=1``, after the first check, or when ``x`` is not a non-empty batch.
-    """
-    samples = int(getattr(eot, "samples", 1))
-    if samples < 2 or getattr(eot, "draws_checked", False) or x.dim() < 2 or x.shape[0] == 0:
-        return
-    setattr(eot, "draws_checked", True)  # noqa: B010 (a plain attribute of this one module)
-    draws = min(samples, PROBE_DRAWS)
-    if identical_draws(eot.model, x, draws=draws, max_batch=int(getattr(eot, "max_batch", draws))):  # type: ignore[arg-type]
-        warnings.warn(
-            f"samples={samples}, but {draws} draws of the model on one input were identical: "
-            "the average is one draw. A model whose randomness hangs on self.training (nn.Dropout, ...) is "
-            "deterministic after the library's eval(): wrap it with stochdef.adapters.keep_random(model). "
-            "A deterministic model needs samples=1.",
-            IdenticalDrawsWarning,
-            stacklevel=3,
-        )

@@ -24,8 +24,8 @@ def to_torchattacks(
     the attack makes (NIFGSM, SPSA, EAD, SparseFool and the smoothing attacks PGDRS query outside the box),
     and it is in the model's mode; torchattacks calls ``eval()`` on it before it attacks (stochdef defenses
     stay random there; for ``nn.Dropout`` see :func:`~stochdef.adapters.keep_random`). torchattacks assumes
-    inputs in ``[0, 1]``; ``bounds`` is recorded, not enforced. With ``samples > 1`` the first call warns if
-    the model's draws are identical.
+    inputs in ``[0, 1]``; ``bounds`` is recorded, not enforced. With ``samples > 1`` the first call finds how
+    the model draws (``.draws``) and warns if its draws are identical or taken one call per draw.
 
     Example:
         >>> import torch, torchattacks

@@ -16,6 +16,7 @@ from .bayes_layers import BayesBatchNorm2d, BayesConv2d, BayesLinear, BayesModul
 from .data import DATASETS, Dataset, is_available
 from .data import load as load_dataset
 from .dropconnect import DropConnectLinear, dropconnect_linear, dropconnect_mask, dropconnect_mlp, set_stochastic
+from .flipout import flipout_conv2d, flipout_linear, random_signs
 from .functional import gaussian_conv2d, gaussian_linear, per_example_conv2d, per_example_linear
 from .intervals import certified, certified_accuracy, interval_bounds, propagate, register_rule
 from .models import ResidualUnit, SmallResNet, mlp, small_cnn
@@ -47,11 +48,14 @@ from .renyi import (
 )
 from .rse import to_rse
 from .sampling import (
+    CONV_DEFAULT,
     DEFAULT_MAX_ELEMENTS,
+    LINEAR_DEFAULT,
     SAMPLERS,
     current_sampler,
     fast_sampling,
     resolve_sampler,
+    sampled_conv2d,
     sampled_linear,
     use_sampler,
     weight_sampled_linear,
@@ -111,12 +115,14 @@ __all__ = [
     "BayesConv2d",
     "BayesLinear",
     "BayesModule",
+    "CONV_DEFAULT",
     "DATASETS",
     "DEFAULT_MAX_ELEMENTS",
     "Dataset",
     "DropConnectLinear",
     "History",
     "InferenceDropout",
+    "LINEAR_DEFAULT",
     "MWDLayer",
     "NoiseInjection",
     "RandomNoisyWeights",
@@ -157,6 +163,8 @@ __all__ = [
     "entropy",
     "fast_sampling",
     "fit",
+    "flipout_conv2d",
+    "flipout_linear",
     "gaussian_conv2d",
     "gaussian_epsilon",
     "gaussian_kl",
@@ -194,6 +202,7 @@ __all__ = [
     "prune",
     "pruning_mask",
     "random_scale",
+    "random_signs",
     "register_rule",
     "renyi_epsilon",
     "replace_modules",
@@ -201,6 +210,7 @@ __all__ = [
     "risk_gap_bound",
     "sample_count",
     "sample_noise",
+    "sampled_conv2d",
     "sampled_linear",
     "scale_factors",
     "sdr_decay_update",

@@ -1,39 +1,49 @@
-"""The two samplers of a Gaussian-weight linear layer, named, and the switch between them (DESIGN.md, §C2).
+"""The three samplers of a Gaussian-weight linear or convolution layer, named, and the switch between them
+(DESIGN.md, §C2).
 
 A layer with ``W ~ N(M, S^2)`` and ``b ~ N(m_b, s_b^2)`` elementwise (SDR, Khan et al.; Adv-BNN, Liu et
-al. 2019; SAP's RNW/RSW baselines, Dhillon et al. 2018) can be sampled two ways, both one independent
-draw per batch row:
+al. 2019; SAP's RNW/RSW baselines, Dhillon et al. 2018) can be sampled three ways, each one draw per
+batch row:
 
-* ``"weights"`` (:func:`weight_sampled_linear`), **the papers' model and the default**: every weight of
-  the layer is drawn for every row, ``y_b = W_b x_b + b_b``. A call is one draw of the sampled
-  network, so one draw's input gradient ``dy/dx = W_b`` carries the weights' full noise. Vectorized
-  (one ``bmm`` per chunk) and chunked so that no chunk draws more than ``max_elements`` weights;
-  under autograd each chunk is recomputed in the backward pass from its own seed
-  (``torch.utils.checkpoint``), so memory stays bounded by a chunk, not the batch.
-* ``"local"`` (:func:`~stochdef.defenses.functional.gaussian_linear`), the **fast path**: the local
-  reparameterization trick (Kingma et al. 2015) draws one normal per output unit from the
-  pre-activation's exact law ``N(x M^T + m_b, x^2 (S^2)^T + s_b^2)``. Given the layer's input the
-  output law is the same as ``"weights"`` (output units are independent in both), so the law of a
-  network's output is the same; its input gradient is the conditional expectation of the
-  ``"weights"`` gradient given the output, so the *expected* input gradient is the same too. One
-  draw's gradient is much less noisy: use it where only expectations matter (EoT averages, ensemble
-  predictions), never for a single draw an attacker sees.
+* ``"weights"`` (:func:`weight_sampled_linear`; for a convolution
+  :func:`~stochdef.defenses.functional.gaussian_conv2d`), **strict independence**: every weight of the
+  layer is drawn for every row, ``y_b = W_b x_b + b_b``, so rows are independent draws of the sampled
+  network. Linear: ``B * out * in`` normals, memory-bound, 160-290x a plain ``nn.Linear`` (``stochdef
+  bench layers``); chunked so that no chunk draws more than ``max_elements`` weights, each chunk
+  recomputed in the backward pass from its own seed (``torch.utils.checkpoint``). Convolution: a kernel
+  per row, one grouped convolution, measured 0.9-1.3x a plain ``nn.Conv2d`` forward+backward on CPU.
+* ``"flipout"`` (:func:`~stochdef.defenses.flipout.flipout_linear`, ``flipout_conv2d``; Wen et al., ICLR
+  2018): one noise tensor ``E`` per call and random signs per row, ``W_b = M + (S * E) * (s_b r_b^T)``.
+  Every row's weights are an exact ``N(M, S^2)`` draw, so one row's output and input gradient have the
+  per-weight law exactly; two rows are uncorrelated but not independent (they share ``|E|``). Two
+  matrix products (two convolutions): 2.4-3.2x a plain linear, 1.6-2.3x a plain convolution.
+* ``"local"`` (:func:`~stochdef.defenses.functional.gaussian_linear`), the **fast path for averages**:
+  the local reparameterization trick (Kingma et al. 2015) draws one normal per output unit from the
+  pre-activation's exact law ``N(x M^T + m_b, x^2 (S^2)^T + s_b^2)``; rows independent. Given the input
+  the output law is the per-weight one; the input gradient is the per-weight gradient's conditional
+  expectation given the output, so the *expected* input gradient is the same but one draw's gradient
+  is much less noisy: never for a single draw an attacker sees. Linear layers with 2-D input only
+  (extra dimensions and convolutions, whose positions share a kernel, take ``"weights"``).
 
-A layer's ``sampler`` (``None``: follow the context) picks one; :func:`use_sampler` sets the context's
-sampler (default ``"weights"``) for the layers that follow it; :func:`fast_sampling` is
-``use_sampler("local")``, which the EoT engine (:mod:`stochdef.adapters.eot`) enters when it averages
-two or more draws. The local trick applies to 2-D input only: with extra dimensions positions share a
-weight draw, which it cannot express, so such inputs are always ``"weights"``-sampled.
+Which serves what: a single draw (what an attacker, a naive cell, a judge's draw sees) uses an exact
+per-row sampler; with no context and no ``sampler`` of its own a layer takes its kind's default
+(:func:`resolve_sampler`): ``"flipout"`` for linear layers (the per-weight draws cost 190-290x),
+``"weights"`` for convolutions (per-example kernels are cheaper than Flipout's two convolutions on CPU,
+and independent). :func:`use_sampler` sets one sampler for the layers that follow it (``"weights"`` when
+rows must be independent); :func:`fast_sampling` is ``use_sampler("local")``, which the EoT engine enters
+when it averages two or more draws.
 
 Example:
     >>> torch.manual_seed(0) is not None
     True
     >>> x, mean, std = torch.ones(3, 4), torch.zeros(2, 4), torch.ones(2, 4)
-    >>> sampled_linear(x, mean, std).shape  # the default: every weight drawn for every row
+    >>> sampled_linear(x, mean, std).shape  # the default: Flipout, an exact draw per row
     torch.Size([3, 2])
+    >>> resolve_sampler(None), resolve_sampler(None, conv=True)
+    ('flipout', 'weights')
     >>> with fast_sampling():
-    ...     current_sampler()
-    'local'
+    ...     current_sampler(), resolve_sampler(None, conv=True)
+    ('local', 'weights')
 """
 
 from __future__ import annotations
@@ -41,50 +51,61 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .functional import gaussian_linear, standard_normal
+from .flipout import flipout_conv2d, flipout_linear
+from .functional import gaussian_conv2d, gaussian_linear, standard_normal
 from .validation import check_choice, check_int
 
 __all__ = [
+    "CONV_DEFAULT",
     "DEFAULT_MAX_ELEMENTS",
+    "LINEAR_DEFAULT",
     "SAMPLERS",
     "current_sampler",
     "fast_sampling",
     "resolve_sampler",
+    "sampled_conv2d",
     "sampled_linear",
     "use_sampler",
     "weight_sampled_linear",
 ]
 
-Sampler = Literal["weights", "local"]
-SAMPLERS: tuple[str, ...] = ("weights", "local")
+Sampler = Literal["weights", "local", "flipout"]
+SAMPLERS: tuple[str, ...] = ("weights", "local", "flipout")
+LINEAR_DEFAULT = "flipout"  # a single draw of a linear layer: exact per row at two matrix products
+CONV_DEFAULT = "weights"  # a single draw of a convolution: a kernel per row, cheaper than Flipout on CPU
 DEFAULT_MAX_ELEMENTS = 1 << 22  # weights drawn per chunk (16 MiB in float32)
 
-_SAMPLER: contextvars.ContextVar[str] = contextvars.ContextVar("stochdef_sampler", default="weights")
+_SAMPLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("stochdef_sampler", default=None)
 
 
-def current_sampler() -> str:
-    """The context's sampler: ``"weights"`` unless inside :func:`use_sampler` / :func:`fast_sampling`."""
+def current_sampler() -> str | None:
+    """The context's sampler, or ``None`` (each layer's default) outside :func:`use_sampler` / :func:`fast_sampling`."""
     return _SAMPLER.get()
 
 
 @contextmanager
-def use_sampler(sampler: str) -> Iterator[None]:
+def use_sampler(sampler: str | None) -> Iterator[None]:
     """Inside the block, layers whose ``sampler`` is ``None`` sample with ``sampler``; restored on exit.
+
+    ``None`` restores each layer kind's default (:func:`resolve_sampler`), e.g. for a single-draw
+    computation run inside :func:`fast_sampling`.
 
     Example:
         >>> with use_sampler("local"):
         ...     with use_sampler("weights"):
         ...         inner = current_sampler()
+        ...     with use_sampler(None):
+        ...         default = resolve_sampler(None)
         ...     outer = current_sampler()
-        >>> inner, outer, current_sampler()
-        ('weights', 'local', 'weights')
+        >>> inner, default, outer, current_sampler()
+        ('weights', 'flipout', 'local', None)
     """
-    token = _SAMPLER.set(check_choice("sampler", sampler, SAMPLERS))
+    token = _SAMPLER.set(None if sampler is None else check_choice("sampler", sampler, SAMPLERS))
     try:
         yield
     finally:
@@ -96,9 +117,18 @@ def fast_sampling() -> AbstractContextManager[None]:
     return use_sampler("local")
 
 
-def resolve_sampler(sampler: str | None) -> str:
-    """A layer's own ``sampler``, or the context's when it is ``None``."""
-    return current_sampler() if sampler is None else sampler
+def resolve_sampler(sampler: str | None, *, conv: bool = False) -> str:
+    """The sampler a layer uses: its own ``sampler``, else the context's, else its kind's default.
+
+    Defaults: :data:`LINEAR_DEFAULT` (``"flipout"``) for linear layers, :data:`CONV_DEFAULT`
+    (``"weights"``) for convolutions (``conv=True``), which also take ``"weights"`` for ``"local"``.
+    """
+    name = current_sampler() if sampler is None else sampler
+    if name is None:
+        return CONV_DEFAULT if conv else LINEAR_DEFAULT
+    if conv and name == "local":
+        return "weights"
+    return name
 
 
 def _rows(
@@ -178,8 +208,8 @@ def sampled_linear(
 ) -> torch.Tensor:
     """``x W^T + b``, one draw of ``W ~ N(weight_mean, weight_std^2)`` (and ``b``) per row, by ``sampler``.
 
-    ``sampler`` ``None`` follows the context (:func:`use_sampler`; default ``"weights"``). ``"local"``
-    applies to 2-D ``x`` only; other ranks are always sampled per weight.
+    ``sampler`` ``None`` follows the context (:func:`use_sampler`; outside any, ``"flipout"``). ``"local"``
+    applies to 2-D ``x`` only; other ranks are then sampled per weight. ``max_elements``: ``"weights"`` only.
 
     Example:
         >>> x = torch.ones(5, 3)
@@ -189,6 +219,37 @@ def sampled_linear(
     name = check_choice("sampler", resolve_sampler(sampler), SAMPLERS)
     if name == "local" and x.dim() == 2:
         return gaussian_linear(x, weight_mean, weight_std, bias_mean, bias_std, generator=generator)
+    if name == "flipout":
+        return flipout_linear(x, weight_mean, weight_std, bias_mean, bias_std, generator=generator)
     return weight_sampled_linear(
         x, weight_mean, weight_std, bias_mean, bias_std, generator=generator, max_elements=max_elements
     )
+
+
+def sampled_conv2d(
+    x: torch.Tensor,
+    weight_mean: torch.Tensor,
+    weight_std: torch.Tensor,
+    bias_mean: torch.Tensor | None = None,
+    bias_std: torch.Tensor | None = None,
+    *,
+    sampler: str | None = None,
+    generator: torch.Generator | None = None,
+    **geometry: Any,
+) -> torch.Tensor:
+    """Conv2d with one draw of the kernel ``W ~ N(weight_mean, weight_std^2)`` (and the bias) per row.
+
+    ``sampler`` ``None`` follows the context, outside any ``"weights"`` (a kernel per row,
+    :func:`~stochdef.defenses.functional.gaussian_conv2d`); ``"local"`` means ``"weights"`` here;
+    ``"flipout"``: :func:`~stochdef.defenses.flipout.flipout_conv2d`. ``geometry``: ``stride``,
+    ``padding``, ``dilation``, ``groups``.
+
+    Example:
+        >>> x = torch.rand(4, 2, 5, 5)
+        >>> sampled_conv2d(x, torch.zeros(3, 2, 3, 3), torch.ones(3, 2, 3, 3), sampler="flipout").shape
+        torch.Size([4, 3, 3, 3])
+    """
+    name = resolve_sampler(check_choice("sampler", sampler, SAMPLERS) if sampler is not None else None, conv=True)
+    if name == "flipout":
+        return flipout_conv2d(x, weight_mean, weight_std, bias_mean, bias_std, generator=generator, **geometry)
+    return gaussian_conv2d(x, weight_mean, weight_std, bias_mean, bias_std, generator=generator, **geometry)

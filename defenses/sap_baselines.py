@@ -11,10 +11,12 @@ and independently per batch row (DESIGN.md, §C1 and §C2):
 * activations (after every ``nn.ReLU``, as SAP): RNA :func:`apply_rna` ``h + N(0, s^2)``;
   RSA :func:`apply_rsa` ``h * N(1, s^2)``; dropout kept on at inference :func:`apply_dropout`.
 
-RNW/RSW draw every weight per row by default (:func:`~stochdef.defenses.sampling.sampled_linear`, the
-paper's sampled network; local reparameterization, the fast path, with ``sampler="local"`` or inside
-:func:`~stochdef.defenses.sampling.fast_sampling`) and :func:`~stochdef.defenses.functional.gaussian_conv2d`
-(a kernel per example); SWP builds per-example weights (``B x W.numel()`` memory).
+RNW/RSW take an exact draw of every weight per row (:mod:`stochdef.defenses.sampling`): linear layers by
+Flipout by default (:func:`~stochdef.defenses.sampling.sampled_linear`; ``sampler="weights"`` for rows
+drawn independently, local reparameterization, the fast path for averages, with ``sampler="local"`` or
+inside :func:`~stochdef.defenses.sampling.fast_sampling`), convolutions a kernel per example by default
+(:func:`~stochdef.defenses.sampling.sampled_conv2d`; ``sampler="flipout"`` for Flipout); SWP builds
+per-example weights (``B x W.numel()`` memory).
 
 Example:
     >>> import torch
@@ -35,9 +37,9 @@ from typing import TypedDict
 import torch
 from torch import nn
 
-from .functional import gaussian_conv2d, per_example_conv2d, per_example_linear
+from .functional import per_example_conv2d, per_example_linear
 from .noise import NoiseInjection
-from .sampling import SAMPLERS, sampled_linear
+from .sampling import SAMPLERS, sampled_conv2d, sampled_linear
 from .sap import METHODS, Method, insert_after, replace_modules, sample_count, scale_factors
 from .validation import check_choice, check_range
 
@@ -169,7 +171,8 @@ def _check_input(layer: WeightLayer, x: torch.Tensor) -> None:
 class _GaussianWeights(nn.Module):
     """Wraps ``layer``; each example sees its own ``W ~ N(layer.weight, weight_std()^2)``.
 
-    ``sampler`` (linear layers): ``"weights"``, ``"local"`` or ``None`` (the context's; default ``"weights"``).
+    ``sampler``: ``"flipout"``, ``"weights"``, ``"local"`` or ``None`` (the context's; by default
+    ``"flipout"`` for a linear layer, ``"weights"`` for a convolution, :mod:`stochdef.defenses.sampling`).
     """
 
     def __init__(
@@ -195,7 +198,9 @@ class _GaussianWeights(nn.Module):
         std = self.weight_std()
         if isinstance(layer, nn.Linear):
             return sampled_linear(x, layer.weight, std, layer.bias, sampler=self.sampler, generator=self.generator)
-        return gaussian_conv2d(x, layer.weight, std, layer.bias, generator=self.generator, **_conv_args(layer))
+        return sampled_conv2d(
+            x, layer.weight, std, layer.bias, sampler=self.sampler, generator=self.generator, **_conv_args(layer)
+        )
 
 
 class RandomNoisyWeights(_GaussianWeights):

@@ -2,10 +2,12 @@
 and bias is ``w ~ N(mu, sigma^2)``, drawn afresh for every example, in ``train()`` and ``eval()`` alike.
 
 :class:`SDRLinear` computes ``x w^T + b`` for one independent draw of ``(w, b)`` per batch row with
-:func:`~stochdef.defenses.sampling.sampled_linear`: by default every weight is drawn for every row (the
-paper's sampled network); ``sampler="local"`` (or the context :func:`~stochdef.defenses.sampling.fast_sampling`,
+:func:`~stochdef.defenses.sampling.sampled_linear`: by default by Flipout (one noise matrix per call,
+random signs per row: every row an exact draw of the paper's sampled network, rows uncorrelated, two
+matrix products); ``sampler="weights"`` draws every weight independently per row (rows independent,
+160-290x a plain layer); ``sampler="local"`` (or the context :func:`~stochdef.defenses.sampling.fast_sampling`,
 which the EoT engine enters to average draws) uses local reparameterization, the same output law and
-expected input gradient at a fraction of the cost. Two training rules (``mode``):
+expected input gradient, a far less noisy single-draw gradient. Two training rules (``mode``):
 
 * ``"decay"`` (SDR-Decay, the paper's Algorithm 2 after Frazier-Logue & Hanson): the optimizer updates
   ``mu`` from ``grad_mu L``; ``sigma`` is a buffer, not learned by backprop: the ``after_step`` hook
@@ -158,8 +160,8 @@ class SDRLinear(nn.Module):
     """A linear layer with ``W ~ N(weight_mean, weight_std^2)``, ``b ~ N(bias_mean, bias_std^2)`` per example.
 
     ``mode="learnable"`` makes the stds parameters; ``mode="decay"`` makes them buffers for
-    :class:`SDRDecay`. The means start as ``nn.Linear``'s weights do. ``sampler`` (``"weights"``,
-    ``"local"`` or ``None``: the context's, by default ``"weights"``) is how a call draws
+    :class:`SDRDecay`. The means start as ``nn.Linear``'s weights do. ``sampler`` (``"flipout"``,
+    ``"weights"``, ``"local"`` or ``None``: the context's, by default ``"flipout"``) is how a call draws
     (:mod:`stochdef.defenses.sampling`).
 
     Example:

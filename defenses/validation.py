@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -258,9 +259,11 @@ class CheckedOutput(nn.Module):
 def leaves_no_trace(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Calls of ``model`` inside leave no trace: they run without gradients inside ``torch.random.fork_rng``
     (CPU and ``device``), and on exit the model's buffers (batch-norm statistics), the state of every
-    ``torch.Generator`` its layers hold and every submodule's train/eval mode are restored, so the calls
-    that follow draw exactly what they would have drawn without them (the adapters' probes)."""
+    ``torch.Generator`` its layers hold, NumPy's and Python's global RNGs (a transform drawing its size with
+    ``np.random`` or ``random``) and every submodule's train/eval mode are restored, so the calls that follow
+    draw exactly what they would have drawn without them (the adapters' probes)."""
     modes = [(m, m.training) for m in model.modules()]
+    numpy_state, python_state = np.random.get_state(), random.getstate()
     buffers = [b.detach().clone() for b in model.buffers()]
     generators = [
         (g, g.get_state()) for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)
@@ -274,6 +277,8 @@ def leaves_no_trace(model: nn.Module, device: torch.device) -> Iterator[None]:
                 b.copy_(saved)
         for g, state in generators:
             g.set_state(state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
         for module, training in modes:
             module.training = training
 

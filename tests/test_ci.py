@@ -44,13 +44,38 @@ def test_ci_runs_the_readmes_test_command() -> None:
     assert "pip install -e '.[test]'" in command and "python -m pytest" in command
 
 
-def test_ci_executes_the_extracted_line_in_the_checkout(tmp_path: Path) -> None:
+# A stand-in for the venv's python that the README's command makes: it reports CAPABILITY as torch's CPU
+# capability, and records how the second step runs it (after the README's command: ran.txt exists).
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1" = -c ]; then echo {capability}; exit 0; fi
+test -f ran.txt && echo "$ATEN_CPU_CAPABILITY $OMP_NUM_THREADS $*" > second.txt
+"""
+
+
+@pytest.mark.parametrize(("capability", "second"), [("AVX512", "avx2"), ("AVX2", "default"), ("DEFAULT", None)])
+def test_ci_executes_the_extracted_line_then_the_float_sensitive_tests_under_a_second_capability(
+    tmp_path: Path, capability: str, second: str | None
+) -> None:
     command = "echo ok > ran.txt && test -f README.md"  # runs in the checkout's root
     root = _checkout_with_readme(tmp_path, f"# x\n\n{OPEN}\n```bash\n{command}\n```\n{CLOSE}\n")
+    python = root / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(FAKE_PYTHON.format(capability=capability))
+    python.chmod(0o755)
     result = _ci_run(root)
     assert result.returncode == 0, result.stderr
     assert (root / "ran.txt").read_text() == "ok\n"
     assert result.stdout.startswith("+ echo ok > ran.txt")
+    if second is None:  # one capability only: nothing to compare with
+        assert not (root / "second.txt").exists() and "no second run" in result.stdout
+    else:
+        assert (root / "second.txt").read_text() == f"{second} 1 -m pytest -q -m float_sensitive\n"
+
+
+def test_ci_fails_when_the_readme_command_makes_no_venv(tmp_path: Path) -> None:
+    root = _checkout_with_readme(tmp_path, f"{OPEN}\n```bash\ntrue\n```\n{CLOSE}\n")
+    result = _ci_run(root)
+    assert result.returncode == 1 and "made no .venv/bin/python" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -83,3 +108,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     values = dict(line.rsplit(":", 1) for line in result.stdout.splitlines())
     assert float(values["Foolbox attack success"]) > 0.5  # PGD at eps 0.1 breaks most of SDR-Learnable
     assert float(values["ART: accuracy of the 8-draw ensemble"]) < 0.5
+
+
+def test_every_float_sensitive_entry_names_a_test() -> None:
+    """A renamed file or test would drop out of the second-capability run silently: each entry must exist."""
+    from conftest import FLOAT_SENSITIVE
+
+    for entry in FLOAT_SENSITIVE:
+        path, _, name = entry.partition("::")
+        assert (ROOT / path).is_file(), entry
+        assert not name or f"def {name}(" in (ROOT / path).read_text(), entry

@@ -1,10 +1,12 @@
 """Zoo entries of Adv-BNN (Liu et al., ICLR 2019): ``bnn``, ``adv-bnn`` and the ``madry`` baseline, on the small CNN.
 
 The layers, the loss and the converter are in :mod:`stochdef.defenses.bayes`; this module holds the
-trainers and their hyper-parameters. Training runs under
-:func:`~stochdef.defenses.sampling.fast_sampling` (the Bayes linear head by local reparameterization,
-as the shipped checkpoints were trained; the conv layers always draw per-example kernels): the
-parameter gradient is an unbiased estimate of the same expected loss's gradient, with less variance.
+trainers and their hyper-parameters. The ELBO's parameter gradient is taken under
+:func:`~stochdef.defenses.sampling.fast_sampling` (the Bayes linear head by local reparameterization;
+the conv layers draw per-example kernels): an unbiased estimate of the same expected loss's gradient,
+with less variance. Adv-BNN's training adversary (Algorithm 1's PGD) runs under each layer's default
+exact sampler (:func:`exact_draws`): it attacks single draws of the sampled network, whose input
+gradients carry the weights' full noise, as an attacker of the model sees them (DESIGN.md, §C2).
 
 Example:
     >>> [spec.name for spec in SPECS]
@@ -15,16 +17,17 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from ..bayes import bayes_loss, to_bayesian
 from ..data import Dataset
 from ..models import small_cnn
-from ..sampling import fast_sampling
-from ..training import History, cross_entropy_loss, pgd_adversary
+from ..sampling import fast_sampling, use_sampler
+from ..training import Adversary, History, cross_entropy_loss, pgd_adversary
 from .spec import Spec, Trainer, TrainSettings, fit_settings
 
-__all__ = ["ALPHA", "EPS", "INIT_STD", "PRIOR_STD", "SPECS", "STEPS"]
+__all__ = ["ALPHA", "EPS", "INIT_STD", "PRIOR_STD", "SPECS", "STEPS", "exact_draws"]
 
 PRIOR_STD = 0.05  # s0: the paper's CIFAR-10 value
 INIT_STD = (
@@ -41,6 +44,26 @@ def _cnn(shape: tuple[int, ...], k: int) -> nn.Module:
 
 def _bnn(shape: tuple[int, ...], k: int) -> nn.Module:
     return to_bayesian(_cnn(shape, k), prior_std=PRIOR_STD, init_log_std=math.log(INIT_STD))
+
+
+def exact_draws(adversary: Adversary) -> Adversary:
+    """``adversary`` run under each layer's default exact per-row sampler, whatever the caller's context.
+
+    Example:
+        >>> from stochdef.defenses.sampling import current_sampler
+        >>> seen = []
+        >>> attack = exact_draws(lambda model, x, y: seen.append(current_sampler()) or x)
+        >>> with fast_sampling():
+        ...     _ = attack(nn.Identity(), torch.zeros(1), torch.zeros(1))
+        >>> seen
+        [None]
+    """
+
+    def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with use_sampler(None):
+            return adversary(model, x, y)
+
+    return attack
 
 
 def _trainer(*, bayes: bool, adversarial: bool, desc: str) -> Trainer:
@@ -60,7 +83,9 @@ def _trainer(*, bayes: bool, adversarial: bool, desc: str) -> Trainer:
                 epochs=epochs,
                 lr=1e-3,
                 loss=bayes_loss(alpha=ALPHA, train_size=len(data.x_train)) if bayes else cross_entropy_loss,
-                adversary=pgd_adversary(eps=EPS, step=2.5 * EPS / steps, steps=steps) if adversarial else None,
+                adversary=exact_draws(pgd_adversary(eps=EPS, step=2.5 * EPS / steps, steps=steps))
+                if adversarial
+                else None,
             )
 
     return train

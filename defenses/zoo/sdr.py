@@ -11,10 +11,13 @@
 The layers, the update rules and the threshold schedule live in :mod:`stochdef.defenses.sdr`; this
 module holds the trainers and their hyper-parameters (the paper gives none for its MLP). The threshold
 schedule watches the single-draw accuracy on the dataset's held-out test split after every epoch, as the
-paper did ("we evaluate the task-specific performance of the model on the test dataset"). Training runs
-under :func:`~stochdef.defenses.sampling.fast_sampling` (local reparameterization, as the shipped
-checkpoints were trained): its parameter gradient estimates the same expected loss's gradient as
-per-weight draws, with less variance, and the held-out accuracy it watches has the same law.
+paper did ("we evaluate the task-specific performance of the model on the test dataset"). SDR-Learnable
+trains under :func:`~stochdef.defenses.sampling.fast_sampling` (local reparameterization): its parameter
+gradient estimates the same expected loss's gradient as per-weight draws, with less variance, and the
+held-out accuracy it watches has the same law. SDR-Decay trains under the layers' default exact
+per-row sampler (Flipout): its update ``sigma += beta * |grad mu|`` is nonlinear in the gradient, whose
+noise the local trick changes, so it must see the gradient of the sampled network's own draws
+(DESIGN.md, §C2).
 
 Example:
     >>> [spec.name for spec in SPECS]
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset
-from ..sampling import fast_sampling
+from ..sampling import fast_sampling, use_sampler
 from ..sdr import SDRDecay, ThresholdSchedule, VarianceThresholds, sdr_mlp, std_range
 from ..training import History
 from .spec import Spec, Trainer, TrainSettings, fit_settings
@@ -60,7 +63,7 @@ def _train_decay(model: nn.Module, data: Dataset, s: TrainSettings) -> History:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=DECAY["lr"], momentum=DECAY["momentum"])
     hook = SDRDecay(model, beta=DECAY["beta"], zeta=DECAY["zeta"], tau=int(DECAY["tau"]))
-    with fast_sampling():
+    with use_sampler(None):  # the sampled network's own draws: the update is nonlinear in their gradient
         history = fit_settings(
             model,
             data,

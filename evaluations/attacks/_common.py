@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
+from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, DrawKind, chunked_sum
+from stochdef.adapters.draws import check_draws, per_call, probe
 from stochdef.defenses.validation import (
     Bounds,
     check_batch,
@@ -30,6 +31,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_range",
+    "draws_of",
     "empty",
     "evaluate",
     "prepare",
@@ -92,11 +94,15 @@ def evaluate(
     *,
     samples: int,
     max_batch: int = DEFAULT_MAX_BATCH,
+    draws: DrawKind | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean logits and mean per-draw cross-entropy of ``model`` at ``x`` over ``samples`` draws (no grad).
 
-    With ``samples=1`` the logits are ``model(x)`` bit for bit.
+    With ``samples=1`` the logits are ``model(x)`` bit for bit. ``draws`` is how the model draws (DESIGN.md,
+    §C2; :func:`draws_of`, found now by a probe that leaves no trace if ``None``): a ``"per-call"`` model is
+    called once per draw, so the success checks average real draws of it.
     """
+    calls = per_call(model, x, samples, max_batch, check_draws(draws))
 
     def step(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(chunk.replicate(x))
@@ -104,8 +110,21 @@ def evaluate(
         return chunk.fold(out), chunk.fold(loss)
 
     with torch.no_grad():
-        logits, loss = chunked_sum(step, batch=x.shape[0], samples=samples, max_batch=max_batch)
+        logits, loss = chunked_sum(step, batch=x.shape[0], samples=samples, max_batch=max_batch, per_call=calls)
     return logits / samples, loss / samples
+
+
+def draws_of(model: nn.Module, x: torch.Tensor, *, samples: int, max_batch: int = DEFAULT_MAX_BATCH) -> DrawKind:
+    """How ``model`` draws at ``x`` for an attack of ``samples`` draws, found once (a probe that leaves no trace;
+    ``"per-row"`` where one call is all there is: one draw, or an empty batch), to pass as ``draws=``.
+
+    >>> from torch import nn
+    >>> draws_of(nn.Linear(3, 2), torch.zeros(4, 3), samples=8), draws_of(nn.Linear(3, 2), torch.zeros(4, 3), samples=1)
+    ('deterministic', 'per-row')
+    """
+    if samples < 2 or x.shape[0] == 0:
+        return "per-row"
+    return probe(model, x, samples=samples, max_batch=max_batch)
 
 
 def succeeded(logits: torch.Tensor, y: torch.Tensor, *, targeted: bool) -> torch.Tensor:

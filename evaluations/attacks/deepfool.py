@@ -29,9 +29,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, chunked_sum
+from stochdef.adapters import DEFAULT_MAX_BATCH, Chunk, DrawKind, chunked_sum
 
-from ._common import AttackResult, Bounds, check_choice, check_int, check_range, empty, evaluate, prepare, succeeded
+from ._common import (
+    AttackResult,
+    Bounds,
+    check_choice,
+    check_int,
+    check_range,
+    draws_of,
+    empty,
+    evaluate,
+    prepare,
+    succeeded,
+)
 
 NORMS: tuple[str, ...] = ("l2", "linf")
 
@@ -44,11 +55,13 @@ def linearize(
     *,
     samples: int,
     max_batch: int = DEFAULT_MAX_BATCH,
+    draws: DrawKind = "per-row",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean logits ``(B, K)``, logit differences ``f = z_c - z_y`` ``(B, C)`` and their gradients ``(B, C, ...)``.
 
     ``classes`` ``(B, C)`` lists the candidate classes per example. One forward pass per chunk of draws,
-    one backward pass per candidate column (the loop runs over classes, never over examples).
+    one backward pass per candidate column (the loop runs over classes, never over examples); one call per
+    draw for a ``"per-call"`` model (``draws``, DESIGN.md §C2).
     """
     batch, columns = classes.shape
     if batch == 0:  # nothing to draw: no model call
@@ -71,7 +84,9 @@ def linearize(
         return chunk.fold(out.detach()), torch.stack(diffs, dim=1), torch.stack(grads, dim=1)
 
     with torch.enable_grad():
-        logits, diffs, grads = chunked_sum(step, batch=batch, samples=samples, max_batch=max_batch)
+        logits, diffs, grads = chunked_sum(
+            step, batch=batch, samples=samples, max_batch=max_batch, per_call=draws == "per-call"
+        )
     return logits / samples, diffs / samples, grads / samples
 
 
@@ -132,7 +147,8 @@ def deepfool(
         return empty(x, steps=torch.long)
     if num_classes < 2:
         raise ValueError(f"model must have at least 2 classes for DeepFool, got {num_classes}")
-    clean, _ = evaluate(model, x, y, samples=samples, max_batch=max_batch)
+    kind = draws_of(model, x, samples=samples, max_batch=max_batch)  # once: every call below draws alike
+    clean, _ = evaluate(model, x, y, samples=samples, max_batch=max_batch, draws=kind)
     others = clean.scatter(1, y[:, None], float("-inf"))
     classes = others.topk(min(candidates, num_classes) - 1, dim=1).indices
     x_adv = x.detach().clone()
@@ -141,15 +157,15 @@ def deepfool(
     for _ in range(steps):
         # Every row is re-tested each step (fresh draws on a randomized model); only rows not yet
         # adversarial move. On a deterministic model an adversarial row stays adversarial.
-        logits, _ = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
+        logits, _ = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch, draws=kind)
         active = (~succeeded(logits, y, targeted=False)).nonzero().squeeze(1)
         if active.numel() == 0:
             break
         _, diffs, grads = linearize(
-            model, x_adv[active], y[active], classes[active], samples=samples, max_batch=max_batch
+            model, x_adv[active], y[active], classes[active], samples=samples, max_batch=max_batch, draws=kind
         )
         total[active] += deepfool_step(diffs, grads, norm)
         x_adv[active] = torch.clamp(x[active] + (1.0 + overshoot) * total[active], min=low, max=high)
         used[active] += 1
-    logits, _ = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
+    logits, _ = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch, draws=kind)
     return AttackResult(x_adv=x_adv, success=succeeded(logits, y, targeted=False), steps=used)

@@ -19,7 +19,7 @@ import torch
 from stochdef.defenses.files import atomic_write_json
 
 TARGETS: dict[str, str] = {
-    "eot": "EoT gradient: batched vs a Python loop of single draws vs torchattacks EOTPGD",
+    "eot": "EoT gradient: batched vs a Python loop of single draws vs torchattacks EOTPGD; per-call vs replicated path",
     "layers": "forward+backward of per-example random-weight layers vs nn.Linear / nn.Conv2d (<= 3x)",
     "pgd": "in-house EoT-PGD (samples=80) vs torchattacks EOTPGD (eot_iter=80) on a randomized MLP, per step",
     "sap": "forward with SAP-100 after every ReLU vs the dense network, batch 100 x 16 draws (<= 3x)",

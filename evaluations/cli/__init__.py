@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # subcommand -> (module under stochdef.evaluations.cli, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "crosscheck",
         "in-house attacks vs Foolbox, ART, torchattacks, advertorch; table + JSON + Markdown",
     ),
+    "verify": ("verify", "recompute a sample of a results folder's cells; say which agree with the record"),
 }
 DESCRIPTION = "Randomized adversarial defenses attacked honestly (EoT) through Foolbox, ART and torchattacks."
 # Options that end the parse before any subcommand is read (the top-level parser answers them itself).
@@ -105,7 +107,13 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser, whose errors are one line (``stochdef CMD: error: ...``, exit 2) without the usage."""
+    """argparse's parser, whose errors are one line (``stochdef CMD: error: ...``, exit 2) without the usage.
+    A value that starts like a negative number is a value, as written: ``--bounds -1,1``, ``--eps -8/255``
+    (argparse's own rule takes only ``-1`` or ``-0.5``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d[\d.,/eE+-]*$")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")

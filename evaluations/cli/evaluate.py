@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +17,22 @@ from .. import libraries
 from ..evaluate.config import DEFAULT_DEFENSES, DEFAULT_SAMPLES_CAP, FIELDS, SETTINGS, EvalConfig, build_config
 
 
+def number(text: str) -> float:
+    """A number as written: ``0.03``, ``1e-3`` or a fraction ``8/255``.
+
+    >>> number("8/255") == 8 / 255, number("-1"), number("2e-1")
+    (True, -1.0, 0.2)
+    """
+    if "/" in text:
+        top, _, bottom = text.partition("/")
+        value = float(top) / float(bottom)  # a ValueError (not a number) or ZeroDivisionError names the item
+        return value
+    return float(text)
+
+
 def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     """A parser of comma-separated ``kind`` values whose error names the item that is not one."""
-    what = {float: "a number", int: "an integer"}.get(kind, kind.__name__)  # type: ignore[call-overload]
+    what = {number: "a number", int: "an integer"}.get(kind, getattr(kind, "__name__", "a value"))
 
     def parse(text: str) -> tuple[Any, ...]:
         values = []
@@ -29,11 +41,11 @@ def _list(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
                 continue
             try:
                 values.append(kind(part))
-            except ValueError:
+            except (ValueError, ZeroDivisionError):
                 raise argparse.ArgumentTypeError(f"{part!r} is not {what} (in {text!r})") from None
         return tuple(values)
 
-    parse.__name__ = f"comma-separated {kind.__name__} list"
+    parse.__name__ = f"comma-separated {getattr(kind, '__name__', 'value')} list"
     return parse
 
 
@@ -44,7 +56,7 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "defenses": {"type": _list(str), "default": DEFAULT_DEFENSES},
         "attacks": {"type": _list(str), "default": default.attacks},
         "libraries": {"type": _list(str), "default": default.libraries},
-        "eps": {"type": _list(float), "default": default.eps},
+        "eps": {"type": _list(number), "default": default.eps},
         "samples": {"type": _samples, "default": default.samples},
         "samples_cap": {"type": int, "default": DEFAULT_SAMPLES_CAP},
         "dataset": {"default": default.dataset, "choices": DATASETS},
@@ -53,10 +65,10 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "block": {"type": int, "default": default.block},
         "judge_samples": {"type": int, "default": default.judge_samples},
         "seed": {"type": int, "default": default.seed},
-        "device": {"default": "cuda" if torch.cuda.is_available() else "cpu"},
+        "device": {"default": "cuda" if torch.cuda.is_available() else "cpu", "metavar": "DEVICE"},
         "indicators": {"action": "store_false"},
         "transfer": {"action": "store_false"},
-        "norm": {"default": default.norm, "choices": libraries.NORMS},
+        "norm": {"default": default.norm, "metavar": "{" + ",".join(libraries.NORMS) + "}"},
         "bounds": {"type": _bounds, "default": default.bounds},
         "restarts": {"type": int, "default": default.restarts},
         "queries": {"type": int, "default": default.queries},
@@ -99,7 +111,7 @@ def _samples(text: str) -> tuple[int, ...] | str:
 
 
 def _bounds(text: str) -> tuple[float, float]:
-    parts = _list(float)(text)  # names a non-number item, as every list option does
+    parts = _list(number)(text)  # names a non-number item, as every list option does
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"bounds must be LOW,HIGH, got {text!r}")
     return parts[0], parts[1]
@@ -142,12 +154,18 @@ def headline(store: Any, config: EvalConfig) -> str:
 
 
 def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig, Any, Any, Any]:
-    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name."""
+    """``config`` for ``--model`` / ``--data`` / ``--checkpoint``, with the models and tensors they name:
+    ``(config, x, y, models)``."""
     from ..evaluate.config import own_model_config
     from ..evaluate.user_model import fingerprint, load_checkpoint, load_data, load_model
 
     if args.model is None and args.data is None:
         return config, None, None, None
+    if args.model is not None and tuple(args.defenses) != DEFAULT_DEFENSES:
+        raise ValueError(
+            f"--model replaces --defense: pass one or the other (got --defense {','.join(args.defenses)}); several "
+            "--model entries, comma-separated, are evaluated side by side"
+        )
     x = y = None
     parts: list[Any] = []
     if args.data is not None:
@@ -156,22 +174,31 @@ def own_model(args: argparse.Namespace, config: EvalConfig) -> tuple[EvalConfig,
         parts += [x, y]
     models = None
     if args.model is not None:
-        model = load_model(args.model).to(config.device)
-        if args.checkpoint is not None:
-            load_checkpoint(model, args.checkpoint)
-        models = {args.model: model}
-        parts.append(model)
+        names = [part.strip() for part in args.model.split(",") if part.strip()]
+        files = [] if args.checkpoint is None else [p.strip() for p in str(args.checkpoint).split(",")]
+        if files and len(files) != len(names):
+            raise ValueError(
+                f"--checkpoint lists {len(files)} file(s) for {len(names)} --model entries: give one per entry, "
+                "comma-separated, in their order"
+            )
+        models = {}
+        for i, name in enumerate(names):
+            if name in models:
+                raise ValueError(f"--model lists {name!r} twice")
+            model = load_model(name).to(config.device)
+            if files:
+                load_checkpoint(model, files[i])
+            models[name] = model
+            parts.append(model)
     n = len(x) if x is not None else config.n
     source = fingerprint(*parts, extra=[args.model or ""])
     if args.model is None:  # zoo defenses on --data
         return dataclasses.replace(config, n=n, source=source), x, y, models
     zoo_data = args.data is None
-    if not zoo_data and config.indicators:
-        # their transfer check attacks zoo surrogates trained on a zoo data set, not on --data
-        logging.getLogger(__name__).warning(
-            "the gradient-obfuscation indicators need a zoo data set: not run on --data"
-        )
-    return own_model_config(config, name=args.model, n=n, source=source, zoo_data=zoo_data), x, y, models
+    checkpoint = None if args.checkpoint is None else ",".join(p.strip() for p in str(args.checkpoint).split(","))
+    config = own_model_config(config, name=tuple(models or ()), n=n, source=source, zoo_data=zoo_data,
+                              checkpoint=checkpoint)  # fmt: skip
+    return config, x, y, models
 
 
 def build_from_args(args: argparse.Namespace) -> EvalConfig:

@@ -22,9 +22,10 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,12 @@ class EvaluationResult:
     config: EvalConfig
     out: Path | None
     store: ResultsFile = field(repr=False)
+    #: with several models (``evaluate_model({"a": m1, "b": m2}, ...)``), each model's result, by name
+    by_model: dict[str, EvaluationResult] = field(default_factory=dict, repr=False)
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: nn.Module | Mapping[str, nn.Module],
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -128,50 +131,70 @@ def evaluate_model(
     ``eps``: one radius or several (the card's is the largest); ``samples``: EoT draws per gradient, 1
     being the naive attack, or ``"auto"`` to double them up to ``samples_cap`` until the worst case
     settles (:mod:`.auto_samples`). ``indicators=True`` adds the gradient-obfuscation checks (in-house,
-    L-inf); their transfer check attacks a zoo surrogate trained on a zoo data set, so it needs ``dataset``
-    to name the zoo data set ``x`` comes from. ``checkpoint``: a state dict loaded into ``model`` first. The
+    L-inf); the two that attack a zoo surrogate run only when ``dataset`` names the zoo data set ``x`` comes
+    from (the card lists the checks that ran). ``checkpoint``: a state dict loaded into ``model`` first. The
     model runs where its parameters are; ``x`` and ``y`` must be there too. The keywords are those of
-    ``stochdef evaluate`` (:data:`.config.SETTINGS`).
+    ``stochdef evaluate`` (:data:`.config.SETTINGS`). Several models (a mapping name -> model, e.g. a defense and
+    its undefended baseline) run side by side in one report; the result is the first one's, with every model's
+    in ``by_model``.
     """
-    if indicators and dataset == "custom":
-        raise ValueError("indicators=True needs dataset= naming the zoo data set of x (its surrogate models)")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    models = _models(model, name=name, checkpoint=checkpoint)
     bounds = check_bounds("bounds", tuple(bounds))
     check_input(x, bounds=bounds)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    model = model.eval()
+        load_checkpoint(next(iter(models.values())), checkpoint)
     eps_all = (float(eps),) if isinstance(eps, int | float) else tuple(float(e) for e in eps)
     config = build_config(
         dataset=dataset, attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all, samples=samples,
         samples_cap=samples_cap, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
         device=str(x.device), indicators=indicators, norm=norm, bounds=bounds, restarts=restarts, queries=queries,
-        source=fingerprint(model, x, y),
+        source=fingerprint(*models.values(), x, y, extra=list(models) if len(models) > 1 else ()),
     )  # fmt: skip
-    config = own_model_config(config, name=name, n=len(x), source=config.source, zoo_data=dataset != "custom")
+    config = own_model_config(
+        config, name=tuple(models), n=len(x), source=config.source, zoo_data=dataset != "custom",
+        checkpoint=None if checkpoint is None else str(checkpoint),
+    )  # fmt: skip
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
-            return _evaluate(config, model, x, y, Path(tmp), keep=False, progress=progress, recompute_stale=False)
-    return _evaluate(config, model, x, y, Path(out), keep=True, progress=progress, recompute_stale=recompute_stale)
+            return _evaluate(config, models, x, y, Path(tmp), keep=False, progress=progress, recompute_stale=False)
+    return _evaluate(config, models, x, y, Path(out), keep=True, progress=progress, recompute_stale=recompute_stale)
+
+
+def _models(model: object, *, name: str, checkpoint: object) -> dict[str, nn.Module]:
+    """``evaluate_model``'s model(s) by name, in eval mode; a mapping names its own (``name`` and ``checkpoint``
+    are for one model)."""
+    if isinstance(model, nn.Module):
+        return {name: model.eval()}
+    if not isinstance(model, Mapping) or not model:
+        raise TypeError(f"model must be an nn.Module or a non-empty mapping name -> nn.Module, got {model!r:.80}")
+    for key, m in model.items():
+        if not isinstance(key, str) or not key or not isinstance(m, nn.Module):
+            raise TypeError(f"model: each entry must map a non-empty name to an nn.Module, got {key!r}: {m!r:.60}")
+    if checkpoint is not None and len(model) > 1:
+        raise ValueError("checkpoint is for one model: load each model's state dict before passing several")
+    return {key: m.eval() for key, m in model.items()}
 
 
 def _evaluate(
-    config: EvalConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, out: Path, *, keep: bool,
+    config: EvalConfig, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, out: Path, *, keep: bool,
     progress: bool, recompute_stale: bool,
 ) -> EvaluationResult:  # fmt: skip
     start = time.perf_counter()
-    done = evaluate(config, out=out, models={config.defenses[0]: model}, x=x, y=y, progress=progress,
+    done = evaluate(config, out=out, models=models, x=x, y=y, progress=progress,
                     recompute_stale=recompute_stale)  # fmt: skip
     assert done.store is not None
     if keep:
         write_outputs(done.store, done.config, out, seconds=time.perf_counter() - start)
-    return result_of(done.store, done.config, out, keep=keep)
+    results = {d: result_of(done.store, done.config, out, keep=keep, defense=d) for d in done.config.defenses}
+    first = results[done.config.defenses[0]]
+    return first if len(results) == 1 else dataclasses.replace(first, by_model=results)
 
 
-def result_of(store: ResultsFile, c: EvalConfig, out: Path, *, keep: bool = True) -> EvaluationResult:
-    """The :class:`EvaluationResult` of the (single) defense of a finished run."""
-    defense, eps = c.defenses[0], max(c.eps)
+def result_of(
+    store: ResultsFile, c: EvalConfig, out: Path, *, keep: bool = True, defense: str | None = None
+) -> EvaluationResult:
+    """The :class:`EvaluationResult` of ``defense`` (default: the first) of a finished run."""
+    defense, eps = defense or c.defenses[0], max(c.eps)
     card = model_card.card(store, c, defense, out)
     per_attack = {
         f"{r['attack']}/{r['library']}/samples {r['samples']}": r["acc_ensemble"]

@@ -7,6 +7,10 @@ than the half-width of its 95% interval, for every defense. The chosen count of 
 before that final doubling (twice as many draws changed nothing the sample can resolve). No attack library
 offers this: torchattacks' ``eot_iter``, ART's and Foolbox's EoT wrappers all take a fixed count.
 
+On a small sample the interval is wide and a real gain from more draws goes unseen: when the stop came with a
+half-width of at least :data:`TOO_WIDE` (a fall of 10 points of accuracy would not be resolved), the run says
+that the sample is too small to tell (a warning, ``samples-auto.json``'s ``too_small_to_tell``, the report).
+
 The headline worst case is then taken over every cell run (all counts), so stopping early never raises it.
 The indicators and the transfer matrix run once, after the doubling, at the largest count.
 
@@ -32,6 +36,17 @@ from .store.results import ResultsFile
 from .store.samples_auto import FILE
 
 logger = logging.getLogger(__name__)
+
+TOO_WIDE = 0.1  # the interval half-width from which a settled curve cannot tell a 10-point fall from noise
+
+
+def too_small(curve: list[tuple[int, float, float]]) -> bool:
+    """Whether the last point's interval is too wide to tell a fall of :data:`TOO_WIDE` from noise.
+
+    >>> too_small([(1, 0.50, 0.21), (2, 0.45, 0.21)]), too_small([(1, 0.50, 0.03), (2, 0.45, 0.03)])
+    (True, False)
+    """
+    return bool(curve) and curve[-1][2] >= TOO_WIDE
 
 
 def settled(curve: list[tuple[int, float, float]]) -> int | None:
@@ -75,6 +90,13 @@ def run_auto(run: Run, run_cells: Callable[[Run], ResultsFile]) -> ResultsFile:
         if all(v is not None for v in chosen.values()) or counts[-1] * 2 > cap:
             break
         counts.append(counts[-1] * 2)
+    for d, curve in curves.items():
+        if too_small(curve):
+            logger.warning(
+                "--samples auto cannot tell on %d examples: the worst case of %s has a 95%% interval of +-%.2f, so "
+                "a fall under that from more draws goes unseen; use more examples or a fixed --samples",
+                final.n, d, curve[-1][2],
+            )  # fmt: skip
     run.config = dataclasses.replace(final, samples=tuple(counts))
     run_cells(run)  # the indicators and the transfer matrix, at the largest count
     write(run, curves, chosen, cap)
@@ -93,6 +115,7 @@ def write(run: Run, curves: dict[str, list[tuple[int, float, float]]], chosen: d
                 "curve": [{"samples": s, "robust_accuracy": a, "half_width": h} for s, a, h in curves[d]],
                 "chosen": chosen[d],
                 "settled": chosen[d] is not None,
+                "too_small_to_tell": too_small(curves[d]),
             }
             for d in curves
         },

@@ -27,7 +27,7 @@ from stochdef.defenses.validation import check_choice, check_int, check_range
 
 from .. import libraries
 
-__all__ = ["DEVICES", "check_config", "check_device", "check_list", "check_out"]
+__all__ = ["DEVICES", "check_config", "check_device", "check_list", "check_out", "whole_range"]
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
@@ -107,3 +107,25 @@ def check_out(out: object) -> Path:
     if results.exists() and not (results.is_file() and os.access(results, os.R_OK)):
         raise ValueError(f"out {str(path)!r}: {results.name} is not a readable file")
     return path
+
+
+def whole_range(eps: Sequence[float], *, norm: str, bounds: tuple[float, float], dims: int) -> str | None:
+    """A warning when a radius covers the whole input range (every input within reach of every other: an
+    eps in pixel units, e.g. 8 for 8/255), else ``None``. The range's diameter is its width under L-inf and
+    ``width * sqrt(dims)`` under L2.
+
+    >>> print(whole_range((0.1, 2.0), norm="linf", bounds=(0.0, 1.0), dims=784))  # doctest: +ELLIPSIS
+    eps 2.0 covers the whole input range [0.0, 1.0] under linf (its diameter is 1): ...
+    >>> whole_range((2.0,), norm="l2", bounds=(0.0, 1.0), dims=784) is None
+    True
+    """
+    width = bounds[1] - bounds[0]
+    diameter = width if norm == "linf" else width * math.sqrt(dims)
+    wide = [e for e in eps if e >= diameter]
+    if not wide:
+        return None
+    return (
+        f"eps {', '.join(map(str, wide))} cover{'s' if len(wide) == 1 else ''} the whole input range "
+        f"[{bounds[0]}, {bounds[1]}] under {norm} (its diameter is {diameter:.4g}): the threat model constrains "
+        "nothing; eps is in the units of --bounds (8/255, not 8)"
+    )

@@ -12,6 +12,9 @@ its CLI option and whether :func:`~.api.evaluate_model` takes it; the CLI builds
 ((1,), 32)
 >>> config.attack("fgsm", 0.1, 1).name, EvalConfig(norm="l2").attack("fgsm", 1.0, 1)
 ('fgsm', 'FGSM is L-inf only (the sign step)')
+>>> c = build_config(attacks=("Square", "APGD-CE"), libraries=("ART",), norm="L2", eps=(0.5,))
+>>> c.attacks, c.libraries, c.norm
+(('square', 'apgd-ce'), ('art',), 'l2')
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class EvalConfig:
     queries: int = 1000
     # ``--samples auto``: double the draws up to this cap (0: run ``samples`` as given)
     samples_cap: int = 0
-    # a state dict that replaces the zoo's checkpoint of the (single) defense
+    # a state dict that replaces the zoo's checkpoint of the (single) defense; for a caller's own models, the files
+    # loaded into them, one per model, comma-separated (recorded and keyed beside their fingerprint)
     checkpoint: str | None = None
     # identity of a user's model and data (fingerprints), part of every key; "" for zoo runs
     source: str = ""
@@ -82,8 +86,24 @@ class EvalConfig:
         if self.samples_cap:
             check_int("samples_cap", self.samples_cap)
         check_int("block", self.block, minimum=0)
-        if self.checkpoint is not None and len(self.defenses) != 1:
-            raise ValueError(f"checkpoint {self.checkpoint!r} needs exactly one defense, got {list(self.defenses)}")
+        if self.checkpoint is not None and len(self.checkpoints()) != len(self.defenses):
+            raise ValueError(
+                f"checkpoint {self.checkpoint!r} needs one file per "
+                + (f"model, got {len(self.checkpoints())} for {len(self.defenses)}" if self.source
+                   else f"defense: exactly one defense, got {list(self.defenses)}")
+            )  # fmt: skip
+
+    def checkpoints(self) -> tuple[str, ...]:
+        """The checkpoint files, in the order of the defenses: one for the one zoo defense, or one per own model
+        (comma-separated in ``checkpoint``)."""
+        if self.checkpoint is None:
+            return ()
+        return tuple(self.checkpoint.split(",")) if self.source else (self.checkpoint,)
+
+    def checkpoint_of(self, defense: str) -> str | None:
+        """The checkpoint file loaded into ``defense`` (``None``: the zoo's, or the caller's model as it came)."""
+        files = self.checkpoints()
+        return files[self.defenses.index(defense)] if files and defense in self.defenses else None
 
     @property
     def eps_mid(self) -> float:
@@ -103,7 +123,7 @@ class EvalConfig:
         if self.source:
             extra["fingerprint"] = self.source
         if self.checkpoint is not None:
-            extra["checkpoint"] = file_digest(self.checkpoint)
+            extra["checkpoint"] = ",".join(file_digest(f) for f in self.checkpoints())
         if self.block:
             extra["block"] = self.block
         return extra
@@ -165,7 +185,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("judge_samples", ("--judge-samples",), "draws in the random defenses' ensemble prediction that judges "
             "every cell (cost grows with it)"),
     Setting("seed", ("--seed",), "run seed (each cell's seed derives from it)"),
-    Setting("device", ("--device",), "torch device", api=False, why="evaluate_model runs where x and the model are"),
+    Setting("device", ("--device",), "torch device (default: cuda when a GPU is available, else cpu)", api=False,
+            why="evaluate_model runs where x and the model are"),
     Setting("indicators", ("--no-indicators",), "run the gradient-obfuscation checks (--no-indicators skips "
             "them: about 30% of a default run)"),
     Setting("transfer", ("--no-transfer",), "run the transfer matrix between the defenses (--no-transfer skips "
@@ -175,13 +196,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restarts", ("--restarts",), "random restarts of the attacks that take them (pgd-rs, APGD, Square)"),
     Setting("queries", ("--queries",), "query budget per example of the score-based attacks (Square)"),
     Setting("checkpoint", ("--checkpoint",), "a state dict for --model or the one --defense (always wins over the "
-            "zoo's)"),
+            "zoo's); with several --model entries, one file per entry, comma-separated, in their order"),
     Setting("out", ("--out",), "folder for results and report"),
     Setting("recompute_stale", ("--recompute-stale",), "recompute the cells of --out computed with other weights, "
             "library versions, device or CPU capability (their old records move to results.stale.jsonl); without "
             "it such a run is refused"),
     Setting("model", ("--model",), "your own model: an nn.Module, or a zero-argument callable returning one, "
-            "importable from the current directory (replaces --defense)"),
+            "importable from the current directory (replaces --defense); several, comma-separated, are evaluated "
+            "side by side in one report (a defense beside its undefended baseline)"),
     Setting("data", ("--data",), "test data: a .pt or .npz holding x (inputs in --bounds) and y (int64 labels); "
             "default: the --dataset test split", api=False, why="evaluate_model takes the tensors x and y"),
 )  # fmt: skip
@@ -195,6 +217,33 @@ API_ONLY: dict[str, str] = {
 FIELDS = frozenset(f.name for f in dataclasses.fields(EvalConfig))
 
 
+# The libraries' own spellings of a name that differ from ours by more than case and separators.
+ALIASES: dict[str, dict[str, str]] = {
+    "attacks": {"apgd": "apgd-ce", "apgdt": "apgd-t", "pgdl2": "pgd", "autoattack": "autoattack-rand"},
+    "libraries": {"adversarialrobustnesstoolbox": "art", "foolbox3": "foolbox", "stochdef": "inhouse"},
+    "norm": {"inf": "linf", "linfinity": "linf", "2": "l2"},
+}
+
+
+def _squeezed(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def canonical(setting: str, value: object, choices: Sequence[str]) -> object:
+    """``value`` as one of ``choices``, whatever its case and separators (``APGD-CE``, ``Square``, ``ART``,
+    ``L2``, ``L-inf``) or a library's own spelling of it (:data:`ALIASES`); anything else unchanged, to be refused
+    by the check that names the choices.
+
+    >>> canonical("attacks", "APGD_CE", ("pgd", "apgd-ce")), canonical("norm", "L-inf", ("linf", "l2"))
+    ('apgd-ce', 'linf')
+    """
+    if not isinstance(value, str):
+        return value
+    squeezed = _squeezed(value)
+    by_squeezed = {_squeezed(c): c for c in choices}
+    return by_squeezed.get(squeezed) or ALIASES.get(setting, {}).get(squeezed, value)
+
+
 def build_config(
     *, samples: Sequence[int] | str = EvalConfig.samples, samples_cap: int = DEFAULT_SAMPLES_CAP, **fields: Any
 ) -> EvalConfig:
@@ -203,6 +252,11 @@ def build_config(
     unknown = sorted(set(fields) - FIELDS)
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(sorted(FIELDS))}")
+    for setting, choices in (("attacks", libraries.names(evaluate=True)), ("libraries", libraries.LIBRARIES)):
+        if isinstance(fields.get(setting), (tuple, list)):
+            fields[setting] = tuple(canonical(setting, v, choices) for v in fields[setting])
+    if "norm" in fields:
+        fields["norm"] = canonical("norm", fields["norm"], libraries.NORMS)
     if samples == "auto":
         return EvalConfig(**fields, samples=(1,), samples_cap=samples_cap)
     if isinstance(samples, str):
@@ -210,11 +264,16 @@ def build_config(
     return EvalConfig(**fields, samples=tuple(samples), samples_cap=0)
 
 
-def own_model_config(config: EvalConfig, *, name: str, n: int, source: str, zoo_data: bool) -> EvalConfig:
-    """``config`` for a caller's own model ``name`` on ``n`` examples (``source``: the fingerprint of its weights
-    and data); without a zoo data set (``zoo_data``) the dataset is ``custom`` and the indicators, whose surrogates
-    are zoo models, do not run. The model's checkpoint is loaded into it by the caller, so none is keyed here."""
+def own_model_config(
+    config: EvalConfig, *, name: str | Sequence[str], n: int, source: str, zoo_data: bool,
+    checkpoint: str | None = None,
+) -> EvalConfig:  # fmt: skip
+    """``config`` for a caller's own model ``name`` (or several, side by side) on ``n`` examples (``source``: the
+    fingerprint of their weights and data); without a zoo data set (``zoo_data``) the dataset is ``custom`` and the
+    indicators run without the checks that attack a zoo surrogate. ``checkpoint``: the state dict(s) the caller
+    loaded into the model(s), recorded (the model card names it) and keyed besides the weights' fingerprint."""
     return dataclasses.replace(
-        config, defenses=(name,), n=n, source=source, transfer=False, checkpoint=None,
-        dataset=config.dataset if zoo_data else "custom", indicators=config.indicators and zoo_data,
+        config, defenses=(name,) if isinstance(name, str) else tuple(name), n=n, source=source, transfer=False,
+        checkpoint=checkpoint,
+        dataset=config.dataset if zoo_data else "custom",
     )  # fmt: skip

@@ -25,10 +25,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from stochdef.defenses import data as datasets
-from stochdef.defenses.validation import check_labels, probe_classes
+from stochdef.defenses.validation import check_labels
 
 from .auto_samples import run_auto
-from .checks import check_out
+from .checks import check_out, whole_range
 from .compute.accounting import count_forward
 from .compute.diagnose import SURROGATES
 from .compute.run import Run, check_defense_name, seed_everything, training_notice
@@ -37,6 +37,7 @@ from .grid.cells import Cell, grid, linf_only
 from .store.provenance import differences, summary
 from .store.results import ResultsFile, cell_seed
 from .store.shards import merge_shards
+from .user_model import check_fits
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ def prepare(
                 f"n must be <= {len(data.x_test)} (the size of {config.dataset}'s test split), got {config.n}"
             )
         x, y = data.x_test[: config.n].to(config.device), data.y_test[: config.n].to(config.device)
-    if models:
-        first = next(iter(models.values()))
-        num_classes = probe_classes(first, input_shape=tuple(x.shape[1:]), bounds=config.bounds, device=x.device)
+    if models:  # each model checked against the data before any forward pass over it (user_model.check_fits)
+        classes = {name: check_fits(m, x, bounds=config.bounds) for name, m in models.items()}
+        if len(set(classes.values())) > 1:
+            raise ValueError(f"the models score different numbers of classes: {classes}")
+        num_classes = next(iter(classes.values()))
     else:
         assert data is not None, "zoo defenses need a zoo data set"
         num_classes = data.num_classes
@@ -91,6 +94,8 @@ def prepare(
     for name in dict.fromkeys(zoo_names + (SURROGATES if config.indicators and data is not None else ())):
         if notice := training_notice(name, config.dataset):
             logger.warning(notice)  # before the run starts, so that the user can stop it
+    if wide := whole_range(config.eps, norm=config.norm, bounds=config.bounds, dims=int(x[0].numel())):
+        logger.warning(wide)
     if linf_only(config):
         logger.warning("the indicators and the transfer matrix are L-inf checks: not run with norm %r", config.norm)
     return Inputs(x, y, num_classes, dict(models or {}))
@@ -183,10 +188,15 @@ def run_cells(run: Run, *, progress: bool = True) -> ResultsFile:
     todo = [cell for cell in cells if cell.key not in store]
     logger.info("%d cells, %d already done", len(cells), len(cells) - len(todo))
     done = 0
+    # the bar (and its ETA) advances by each cell's expected cost in forward passes, not by cells: a clean cell
+    # is cheap and an EoT attack cell dear, so a count of cells misjudges the time left
+    costs = [max(cell.cost(run, lambda _: 1.0), 1.0) for cell in todo]
     try:
-        for cell in tqdm(todo, desc="evaluate", disable=not progress):
-            compute(run, cell)
-            done += 1
+        with tqdm(total=sum(costs), desc="evaluate", unit="pass", unit_scale=True, disable=not progress) as bar:
+            for cell, cost in zip(todo, costs, strict=True):
+                compute(run, cell)
+                done += 1
+                bar.update(cost)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after {done} of the {len(todo)} cells to compute; {len(store)} cells are recorded in "

@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
+import pickle
+import re
 import sys
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stochdef.defenses.validation import check_bounds, check_input
+from stochdef.defenses.validation import check_bounds, check_input, probe_classes
 
 
 def load_model(target: str) -> nn.Module:
@@ -62,21 +66,123 @@ def load_model(target: str) -> nn.Module:
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a state dict (or ``{"state_dict": ...}``) from ``path`` into ``model``, strictly; returns it."""
+    """Load a state dict (or ``{"state_dict": ...}``) from ``path`` into ``model``, strictly; returns it. A file
+    that is no state dict (a pickled model, an ``.npz``) or one for another architecture fails on one line that
+    says what to change (every missing and unexpected key, every shape that differs)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} is not a file")
+    where = f"checkpoint {str(path)!r}"
+    if _is_npz(path):
+        raise ValueError(f"{where} is a NumPy .npz, not a torch state dict: save torch.save(model.state_dict(), PATH)")
     device = next(iter(model.parameters()), torch.empty(0)).device
-    blob = torch.load(path, map_location=device, weights_only=True)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(path)!r} holds {type(state).__name__}, not a state dict")
     try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ValueError(f"checkpoint {str(path)!r} does not fit the model: {first}") from None
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise ValueError(
+            f"{where}: this file holds a pickled model{what}, not a state dict: save model.state_dict() "
+            "(torch.save(model.state_dict(), PATH))"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{where} cannot be read by torch.load ({str(err).strip().splitlines()[0]})") from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{where} holds {type(state).__name__}, not a state dict of tensors")
+    if problems := fit_problems(model, state):
+        raise ValueError(f"{where} does not fit the model {type(model).__name__}: {problems}")
+    model.load_state_dict(state)
     return model
+
+
+def _is_npz(path: Path) -> bool:
+    """Whether ``path`` is a NumPy ``.npz`` (a zip of ``.npy`` arrays; torch's zip files hold ``data.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def fit_problems(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """Why ``state`` does not fit ``model`` (every missing and unexpected key, every shape that differs), or ``""``.
+
+    >>> from torch import nn
+    >>> fit_problems(nn.Linear(2, 3), {"weight": torch.zeros(3, 2), "w2": torch.zeros(1)})
+    "missing keys ['bias']; unexpected keys ['w2']"
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected}")
+    if shapes:
+        parts.append("shapes differ: " + ", ".join(shapes))
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        parts.append("the file's keys start with 'module.' (saved from DataParallel): save model.module.state_dict()")
+    return "; ".join(parts)
+
+
+def check_fits(model: nn.Module, x: torch.Tensor, *, bounds: tuple[float, float] = (0.0, 1.0), name: str = "x") -> int:
+    """Check ``x`` against ``model`` before any forward pass, then call it on one input of ``x``'s shape; returns the
+    number of classes it scores. Each mistake is one line that says what to change (the dtype to cast to, channels
+    first, the device).
+
+    >>> from torch import nn
+    >>> check_fits(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), torch.zeros(2, 1, 2, 2))
+    3
+    >>> check_fits(nn.Conv2d(3, 4, 3), torch.zeros(2, 8, 8, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: x: the model expects (N, 3, 8, 8), got (N, 8, 8, 3): channels first (x.permute(0, 3, 1, 2))
+    """
+    param = next((t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
+    if param is not None and x.dtype != param.dtype:
+        target = str(param.dtype).removeprefix("torch.")
+        raise TypeError(
+            f"{name} is {str(x.dtype).removeprefix('torch.')} but the model's parameters are {target}: cast {name} "
+            f"to {target} (x.to(torch.{target}), or x.astype(np.{target}) before saving)"
+        )
+    if param is not None and x.device != param.device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {param.device}: move one to the other")
+    channels = _first_channels(model)
+    shape = tuple(x.shape[1:])
+    if channels is not None and len(shape) == 3 and shape[0] != channels:
+        if shape[-1] == channels:
+            want = (channels, shape[0], shape[1])
+            raise ValueError(
+                f"{name}: the model expects {_shape(want)}, got {_shape(shape)}: channels first "
+                f"({name}.permute(0, 3, 1, 2))"
+            )
+        raise ValueError(f"{name}: the model's first convolution takes {channels} channels, got {_shape(shape)}")
+    try:
+        return probe_classes(model, input_shape=shape, bounds=bounds, device=x.device)
+    except (RuntimeError, IndexError) as err:
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ValueError(f"the model fails on an input of {name}'s shape {_shape(shape)}: {last}") from None
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, shape)]) + ")"
+
+
+def _first_channels(model: nn.Module) -> int | None:
+    """The input channels of the first 2-D convolution of ``model`` when it comes before any linear layer."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return None
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None
 
 
 def load_data(

@@ -1,10 +1,11 @@
-"""The README's reproduction section, generated from the committed reports: no number or reading typed by hand.
+"""The reproduction section, generated from the committed reports: no number or reading typed by hand.
 
-Between the README markers ``<!-- reproduce results -->`` and ``<!-- benchmark results -->`` stands, per
-target of :data:`~stochdef.evaluations.reproduce.TARGETS`, its ``report.md`` as
-``stochdef reproduce TARGET`` wrote it (headings one level down, figure links relative to the README).
-:func:`update` rewrites that block; ``python -m stochdef.evaluations.reproduce.readme`` runs it on the
-repository's README, and the test suite checks the README against :func:`section`.
+:func:`section` is, per target of :data:`~stochdef.evaluations.reproduce.TARGETS`, its ``report.md`` as
+``stochdef reproduce TARGET`` wrote it (headings one level down, figure links relative to the repository
+root). The documentation's page of paper reproductions is built from it at every docs build
+(``docs/_ext/pages.py``). A README that carries the block between the markers ``<!-- reproduce results -->``
+and ``<!-- benchmark results -->`` has it rewritten by :func:`update`
+(``python -m stochdef.evaluations.reproduce.readme``), and the test suite checks it against :func:`section`.
 
 Example:
     >>> shift_headings("## A\\ntext\\n#### B")
@@ -48,8 +49,10 @@ def section(reports: Path) -> str:
 
 
 def update(readme: Path, reports: Path) -> bool:
-    """Rewrite ``readme``'s reproduction block from ``reports``; whether it changed."""
+    """Rewrite ``readme``'s reproduction block from ``reports``; whether it changed (False: no block there)."""
     text = readme.read_text()
+    if START not in text:
+        return False
     start, end = text.index(START), text.index(END)
     new = text[:start] + section(reports) + text[end:]
     if new != text:

@@ -2,7 +2,8 @@
 
 With ``samples=1`` on a deterministic model each attack must return exactly what it returns on the bare
 model (torchattacks' own way of taking a model), bit for bit, from the same seed; with ``samples > 1`` on
-a randomized model it must run and not raise the ensemble's accuracy. An attack that fails on the bare
+a randomized model it must run, move the input (but for ``RETURNS_INPUT``, which must return it) and not
+raise the ensemble's accuracy. An attack that fails on the bare
 model too is in ``KNOWN_FAILURES`` with torchattacks' error, and the test checks that it still fails there
 and fails the same way through the adapter. Few images, few steps: the whole file runs in seconds.
 """
@@ -22,6 +23,8 @@ from torchattacks.attack import Attack
 from stochdef.adapters import ensemble_accuracy, to_torchattacks
 
 N, EPS, ALPHA, STEPS, SAMPLES, JUDGE = 12, 0.2, 0.05, 3, 4, 64
+# The randomized models of the samples > 1 runs, by how they draw: noise per row, Xie et al.'s resize-and-pad per call.
+DRAWS = {"per-row": "noisy_digits_mlp", "per-call": "per_call_digits_model"}
 WRAPPERS = {"MultiAttack"}  # runs attacks handed to it; each of them is in the catalog
 
 Make = Callable[[nn.Module], Attack]
@@ -62,11 +65,11 @@ ATTACKS: dict[str, Make] = {
     "VNIFGSM": lambda m: ta.VNIFGSM(m, **L, N=2),
     "SPSA": lambda m: ta.SPSA(m, eps=EPS, nb_iter=2, nb_sample=8),
     "JSMA": lambda m: ta.JSMA(m),
-    "EADL1": lambda m: ta.EADL1(m, binary_search_steps=2, max_iterations=10),
-    "EADEN": lambda m: ta.EADEN(m, binary_search_steps=2, max_iterations=10),
+    "EADL1": lambda m: ta.EADL1(m, binary_search_steps=2, max_iterations=20, initial_const=1),
+    "EADEN": lambda m: ta.EADEN(m, binary_search_steps=2, max_iterations=20, initial_const=1),
     "PIFGSM": lambda m: ta.PIFGSM(m, max_epsilon=EPS, num_iter_set=STEPS),
     "PIFGSMPP": lambda m: ta.PIFGSMPP(m, max_epsilon=EPS, num_iter_set=STEPS),
-    "CW": lambda m: ta.CW(m, steps=STEPS),
+    "CW": lambda m: ta.CW(m, lr=0.1, steps=10),
     "PGDL2": lambda m: ta.PGDL2(m, eps=1.0, alpha=0.3, steps=STEPS),
     "DeepFool": lambda m: ta.DeepFool(m, steps=STEPS),
     "PGDRSL2": lambda m: ta.PGDRSL2(m, eps=1.0, alpha=0.3, steps=STEPS, noise_batch_size=2),
@@ -75,9 +78,16 @@ ATTACKS: dict[str, Make] = {
     "Pixle": lambda m: ta.Pixle(m, x_dimensions=(1, 2), y_dimensions=(1, 2), restarts=2, max_iterations=2),
     "FAB": lambda m: ta.FAB(m, eps=EPS, steps=STEPS),
     "AutoAttack": lambda m: ta.AutoAttack(m, eps=EPS, seed=0),
-    "Square": lambda m: ta.Square(m, eps=EPS, n_queries=20),
+    "Square": lambda m: ta.Square(
+        m, eps=EPS, n_queries=300
+    ),  # fewer left a noisy model unmoved (its margin test sees noise)
     "LGV": _lgv,
 }
+
+# Attacks that return their input by design (VANILA: the identity, torchattacks' baseline); every other attack
+# must move some pixel of the batch by at least MOVED (one grey level of an 8-bit image) at samples > 1.
+RETURNS_INPUT = {"VANILA"}
+MOVED = 1 / 255
 
 # attack -> torchattacks' error on the bare model (the attack fails the same way through the adapter)
 KNOWN_FAILURES: dict[str, str] = {}
@@ -131,11 +141,25 @@ def test_samples_1_is_the_bare_model_bit_for_bit(name: str, plain_digits_mlp: nn
     assert torch.equal(ours, bare)
 
 
+@pytest.mark.parametrize("draws", DRAWS)
 @pytest.mark.parametrize("name", sorted(set(ATTACKS) - set(KNOWN_FAILURES)))
-def test_samples_above_1_runs_and_does_not_raise_accuracy(name: str, noisy_digits_mlp: nn.Module, digits) -> None:  # type: ignore[no-untyped-def]
-    model, x, y = _inputs(name, noisy_digits_mlp, digits)
-    adv = _attack(ATTACKS[name], to_torchattacks(model, samples=SAMPLES), x, y)
+def test_samples_above_1_runs_and_does_not_raise_accuracy(name: str, draws: str, request, digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = _inputs(name, request.getfixturevalue(DRAWS[draws]), digits)
+    eot = to_torchattacks(model, samples=SAMPLES)
+    adv = _attack(ATTACKS[name], eot, x, y)
+    assert eot.draws in (None, draws)  # None: an attack that never queried the model
+    _check_adversarial(name, model, x, y, adv)
+
+
+def _check_adversarial(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor) -> None:
+    """``adv`` is finite, of ``x``'s shape, perturbed (``x`` itself for ``RETURNS_INPUT``), and does not raise the
+    ensemble's accuracy under the same draws."""
     assert adv.shape == x.shape and bool(torch.isfinite(adv).all())
+    moved = float((adv - x).abs().max())
+    if name in RETURNS_INPUT:
+        assert torch.equal(adv, x)
+    else:  # an attack that returned its input would pass the accuracy check below: at least one grey level moved
+        assert moved >= MOVED, f"{name} returned its input (largest change {moved:.2g})"
     torch.manual_seed(1)
     clean = ensemble_accuracy(model, x, y, samples=JUDGE)
     torch.manual_seed(1)  # the same draws judge both

@@ -172,6 +172,19 @@ def test_an_adapter_warns_once_when_its_draws_are_identical(library: str) -> Non
     assert _identical_draw_warnings(library, _dropout_mlp(), samples=1) == 0  # one draw asked for: nothing to say
 
 
+def test_each_adapter_says_it_under_pythons_default_filter() -> None:
+    """Two adapters of one model each warn (issue 27): the warning names stochdef's line, not torch's
+    ``Module.__call__``, where the once-per-location rule kept only the first library's."""
+    x, y = torch.rand(4, *SHAPE), torch.arange(4) % 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for library in ("foolbox", "torchattacks"):
+            _fgsm(library, _dropout_mlp().eval(), x, y, 8)
+    found = [w for w in caught if issubclass(w.category, IdenticalDrawsWarning)]
+    assert len(found) == 2 and all(w.filename.endswith("draws.py") for w in found)
+
+
 def test_the_draw_check_leaves_no_trace() -> None:
     # the probe's call restores the global RNG, batch-norm statistics and the layers' own generators
     class Noisy(nn.Module):

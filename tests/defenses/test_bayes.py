@@ -62,7 +62,8 @@ def _within_var(sample: torch.Tensor, var: torch.Tensor, n: int) -> bool:
 
 
 def test_linear_rows_are_independent_draws(device: str) -> None:
-    layer = _randomize(BayesLinear(5, 3, prior_std=0.1)).to(device).eval()
+    """The strict-independence sampler (Flipout's rows, uncorrelated only, are checked in test_sampling.py)."""
+    layer = _randomize(BayesLinear(5, 3, prior_std=0.1, sampler="weights")).to(device).eval()
     x = torch.rand(5, device=device) + 0.5
     torch.manual_seed(0)
     with torch.no_grad():
@@ -90,7 +91,7 @@ def test_log_std_linear_is_gaussian_linear_in_log_std_form(bias: bool) -> None:
 
 def test_linear_on_sequences_shares_one_weight_draw_per_row() -> None:
     """(B, T, in) inputs: positions of one row share its weights, so they covary as sum x_t x_u sigma^2."""
-    layer = _randomize(BayesLinear(4, 2, prior_std=0.1)).eval()
+    layer = _randomize(BayesLinear(4, 2, prior_std=0.1, sampler="weights")).eval()
     x = torch.rand(2, 4) + 0.5
     torch.manual_seed(0)
     with torch.no_grad():

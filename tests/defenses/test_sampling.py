@@ -1,4 +1,5 @@
-"""The two samplers of Gaussian-weight linear layers (``stochdef.defenses.sampling``, DESIGN.md §C2).
+"""The samplers of Gaussian-weight linear layers (``stochdef.defenses.sampling``, DESIGN.md §C2): the per-weight
+and local samplers and the context; Flipout's laws, which need draws across calls, are in ``test_flipout.py``.
 
 Statistical checks use 6 standard errors of the estimate (a false failure ~1e-9 per check): a mean
 ``sd / sqrt(n)``, a variance ``sigma^2 sqrt(2 / (n - 1))``, a correlation ``1 / sqrt(n)``; a difference
@@ -16,7 +17,6 @@ from torch import nn
 
 from stochdef.adapters import EoT, eot_value_and_grad, expectation
 from stochdef.defenses import (
-    SAMPLERS,
     BayesLinear,
     RandomNoisyWeights,
     SDRLinear,
@@ -58,9 +58,9 @@ def _draws(layer: nn.Module, x: torch.Tensor, n: int = N) -> torch.Tensor:
         return layer(x.expand(n, -1))
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", ["weights", "local"])
 def test_output_law_is_the_exact_gaussian(sampler: str) -> None:
-    """Both samplers: mean ``x M^T + b``, variance ``x^2 (S^2)^T + s_b^2``, independent output units."""
+    """The samplers with independent rows: mean ``x M^T + b``, variance ``x^2 (S^2)^T + s_b^2``, independent units."""
     layer = _sdr(sampler=sampler)
     x = torch.tensor([[0.5, -1.0, 2.0, 0.25]])
     torch.manual_seed(0)
@@ -93,23 +93,37 @@ def _input_gradients(net: nn.Module, x: torch.Tensor, n: int = N) -> torch.Tenso
     return grad
 
 
-def test_same_expected_input_gradient_through_a_nonlinear_net() -> None:
+def _softplus_net(sampler: str) -> nn.Module:
+    """4-8-8-2, softplus between: means x3 and sigma 0.6, so a unit's pre-activation noise moves its slope."""
     torch.manual_seed(4)
-    first, second = _sdr(6, 4), _sdr(2, 6)
-    net = nn.Sequential(first, nn.Tanh(), second)
+    layers = [SDRLinear(4, 8, sampler=sampler), SDRLinear(8, 8, sampler=sampler), SDRLinear(8, 2, sampler=sampler)]
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight_mean.mul_(3.0)
+            layer.weight_std.fill_(0.6)
+            layer.bias_std.fill_(0.1)  # type: ignore[union-attr]
+    return nn.Sequential(layers[0], nn.Softplus(), layers[1], nn.Softplus(), layers[2]).eval()
+
+
+def test_same_expected_input_gradient_through_a_nonlinear_net() -> None:
+    """E[dL/dx] of the local trick equals the per-weight one through a 3-layer net (6 standard errors).
+
+    The local trick's gradient flows through the noise's scale ``sqrt(x^2 S^2)``; without that term its
+    expected gradient is off by 14.5 standard errors here (measured; the former 2-layer tanh check gave 1.66).
+    """
     x = torch.tensor([[0.3, -0.5, 1.0, 0.8]])
     torch.manual_seed(5)
-    a = _input_gradients(net, x)
-    with use_sampler("local"):
-        b = _input_gradients(net, x)
+    a = _input_gradients(_softplus_net("weights"), x)
+    b = _input_gradients(_softplus_net("local"), x)
     se = (a.var(0) / N + b.var(0) / N).sqrt()
-    assert torch.all((a.mean(0) - b.mean(0)).abs() <= Z * se)
+    z = ((a.mean(0) - b.mean(0)) / se).abs().max()
+    assert float(z) <= Z, f"expected gradients differ: z {z:.1f}"
     assert bool((b.var(0) < a.var(0)).all())  # the local trick's single-draw gradient is the less noisy one
 
 
 @pytest.mark.parametrize("kind", ["sdr", "bayes", "rnw"])
 def test_default_draw_has_the_per_weight_gradient_variance(kind: str) -> None:
-    """One default draw of ``y = w . x`` with zero means: ``dy/dx_k = w_k``, so ``Var = sigma_k^2``."""
+    """One default (Flipout) draw of ``y = w . x`` with zero means: ``dy/dx_k = w_k``, so ``Var = sigma_k^2``."""
     torch.manual_seed(6)
     sigma = torch.tensor([0.3, 0.7, 1.2, 0.5])
     layer: nn.Module
@@ -131,9 +145,11 @@ def test_default_draw_has_the_per_weight_gradient_variance(kind: str) -> None:
         layer, bias_var = RandomNoisyWeights(base, std=0.7), 0.0
         sigma = torch.full((4,), 0.7)
     x = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
-    grads = _input_gradients(layer, x)
-    assert torch.all(grads.mean(0).abs() <= Z * sigma / math.sqrt(N))
-    assert torch.all((grads.var(0) - sigma**2).abs() <= Z * sigma**2 * math.sqrt(2 / (N - 1)))
+    grads = torch.cat([_input_gradients(layer, x, 2) for _ in range(N // 8)])  # Flipout: one row per call...
+    grads = grads[0::2]  # ...and one row of each call: the calls are independent
+    n = len(grads)
+    assert torch.all(grads.mean(0).abs() <= Z * sigma / math.sqrt(n))
+    assert torch.all((grads.var(0) - sigma**2).abs() <= Z * sigma**2 * math.sqrt(2 / (n - 1)))
     with fast_sampling():  # the fast path: E[w | y], gradient sigma_k^2 x_k eps / sqrt(V), far less noisy
         local = _input_gradients(layer, x)
     total = float((sigma**2 * x[0] ** 2).sum()) + bias_var
@@ -193,7 +209,7 @@ class _Probe(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(3, 2)
-        self.seen: list[str] = []
+        self.seen: list[str | None] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append(current_sampler())
@@ -203,23 +219,24 @@ class _Probe(nn.Module):
 @pytest.mark.parametrize(
     ("estimate", "samples", "expected"),
     [
-        (lambda m, x, y, s: EoT(m, samples=s)(x), 1, "weights"),
+        (lambda m, x, y, s: EoT(m, samples=s)(x), 1, None),
         (lambda m, x, y, s: EoT(m, samples=s)(x), 4, "local"),
         (lambda m, x, y, s: EoT(m, samples=s, reduce="probs")(x), 4, "local"),
-        (lambda m, x, y, s: expectation(m, x, samples=s, max_batch=2), 1, "weights"),
-        (lambda m, x, y, s: eot_value_and_grad(m, x, y, samples=s), 1, "weights"),
+        (lambda m, x, y, s: expectation(m, x, samples=s, max_batch=2), 1, None),
+        (lambda m, x, y, s: eot_value_and_grad(m, x, y, samples=s), 1, None),
         (lambda m, x, y, s: eot_value_and_grad(m, x, y, samples=s), 8, "local"),
     ],
 )
 def test_eot_engine_takes_the_fast_path_only_to_average(
-    estimate: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], object], samples: int, expected: str
+    estimate: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], object], samples: int, expected: str | None
 ) -> None:
+    """``None``: no context, each layer its default single-draw sampler."""
     probe = _Probe()
     x, y = torch.rand(5, 3), torch.zeros(5, dtype=torch.long)
     estimate(probe, x, y, samples)
     assert probe.seen and set(probe.seen) == {expected}
-    assert current_sampler() == "weights"  # restored afterwards
-    assert probe(x).shape == (5, 2) and probe.seen[-1] == "weights"
+    assert current_sampler() is None  # restored afterwards
+    assert probe(x).shape == (5, 2) and probe.seen[-1] is None
 
 
 def test_layer_setting_overrides_the_context() -> None:

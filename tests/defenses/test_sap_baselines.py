@@ -48,7 +48,8 @@ def test_rnw_rsw_linear_output_moments(scaled: bool) -> None:
     torch.manual_seed(0)
     layer, s = nn.Linear(5, 3), 0.3
     x = torch.rand(1, 5)
-    wrapped = RandomlyScaledWeights(layer, std=s) if scaled else RandomNoisyWeights(layer, std=s)
+    kind = RandomlyScaledWeights if scaled else RandomNoisyWeights
+    wrapped = kind(layer, std=s, sampler="weights")  # rows of one call independent (Flipout: test_sampling.py)
     with torch.no_grad():
         out = wrapped(x.expand(N, 5))
     weight_var = (s * layer.weight) ** 2 if scaled else torch.full_like(layer.weight, s * s)

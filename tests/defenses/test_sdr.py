@@ -11,7 +11,7 @@ from torch import nn
 
 from stochdef.adapters import ensemble_accuracy, is_random
 from stochdef.defenses import accuracy, fit, load_dataset, zoo
-from stochdef.defenses.sampling import fast_sampling
+from stochdef.defenses.sampling import fast_sampling, use_sampler
 from stochdef.defenses.sdr import (
     SDRDecay,
     SDRLinear,
@@ -33,9 +33,11 @@ N_DRAWS = 100_000
 Z = 6.0  # bounds below are Z standard errors: a false failure has probability < 1e-8 per check
 
 
-def _layer(mode: str, device: str) -> tuple[SDRLinear, torch.Tensor]:
+def _layer(mode: str, device: str, sampler: str | None = "weights") -> tuple[SDRLinear, torch.Tensor]:
+    """A 5->3 layer; ``"weights"`` by default: rows of one call are then independent draws (Flipout's law of a
+    row, rows uncorrelated only, is checked across calls in ``test_sampling.py``)."""
     torch.manual_seed(0)
-    layer = SDRLinear(5, 3, mode=mode).to(device).eval()
+    layer = SDRLinear(5, 3, mode=mode, sampler=sampler).to(device).eval()
     with torch.no_grad():
         layer.weight_std.copy_(torch.rand(3, 5) * 0.4 + 0.1)  # every weight its own sigma
         layer.bias_std.copy_(torch.tensor([0.05, 0.2, 0.5]))
@@ -267,7 +269,8 @@ def test_shipped_checkpoint_is_random_and_as_accurate_as_recorded(name: str) -> 
     data = load_dataset("mnist5k")
     assert is_random(model, data.x_test[:4])
     torch.manual_seed(0)
-    acc = accuracy(model, data.x_test, data.y_test, batch_size=250)
+    with use_sampler("weights"):  # rows independent (Flipout's rows are uncorrelated only)
+        acc = accuracy(model, data.x_test, data.y_test, batch_size=250)
     recorded, n = meta["test_accuracy_single_draw"], len(data.y_test)
     # A fresh draw per row: the n hits are independent Bernoullis, so the accuracy has sd <= sqrt(p(1-p)/n).
     assert abs(acc - recorded) <= Z * math.sqrt(recorded * (1 - recorded) / n)

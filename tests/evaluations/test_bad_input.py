@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,15 +249,34 @@ def test_out_that_cannot_be_created(capsys: pytest.CaptureFixture[str], tmp_path
     assert code == 2 and "cannot create the folder" in _one_line_error(err)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def _read_only_run(capsys: pytest.CaptureFixture[str], out: Path, *argv: str) -> tuple[int, str]:
+    """``stochdef evaluate --out OUT ARGV`` with ``out`` read-only to it: ``(exit status, stderr)``.
+
+    A user other than root: ``out`` without write permission. Root writes whatever the permissions say, so for
+    root ``out`` is bind-mounted read-only in a mount namespace of the command's own (``unshare -m``), where
+    writing fails with EROFS for root too; nothing outside that command sees the mount.
+    """
+    if os.geteuid() != 0:
+        out.chmod(0o555)
+        try:
+            return _run(capsys, "evaluate", "--out", str(out), *argv)
+        finally:
+            out.chmod(0o755)
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("root without a mount namespace (unshare -m) cannot make a folder read-only to itself")
+    q = shlex.quote(str(out))
+    command = shlex.join([sys.executable, "-m", "stochdef.evaluations.cli", "evaluate", "--out", str(out), *argv])
+    script = f"mount --bind {q} {q} && mount -o remount,ro,bind {q} {q} && exec {command}"
+    done = subprocess.run([unshare, "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and mounts")
 def test_out_read_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "ro"
     before = _prefilled(out)
-    out.chmod(0o555)
-    try:
-        code, err = _run(capsys, "evaluate", "--out", str(out), *TINY)
-    finally:
-        out.chmod(0o755)
+    code, err = _read_only_run(capsys, out, *TINY)
     assert code == 2 and "not writable" in _one_line_error(err)
     assert _snapshot(out) == before
 
@@ -336,73 +357,94 @@ def test_cells_of_other_provenance_are_refused_then_recomputed(
     assert _run(capsys, *argv)[0] == 0  # same provenance now: resumes with nothing to do
 
 
-def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path: Path) -> None:
+# A model that stalls in the first attack cell: its forward, asked for an input gradient (the clean cell asks for
+# none), touches STARTED and then waits until RELEASE exists. A test that signals the run or starts a second one
+# once STARTED appears acts at a known point of the run (the clean cell recorded, an attack cell started), not
+# after a time that a faster or slower machine would not match.
+STALLING = """
+import time
+from pathlib import Path
+
+from torch import nn
+
+from stochdef.defenses.models import mlp
+
+STARTED, RELEASE = Path({started!r}), Path({release!r})
+
+
+class Stalling(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = mlp((64, 10))
+
+    def forward(self, x):
+        if x.requires_grad:
+            STARTED.touch()
+            deadline = time.monotonic() + 600  # a run left behind by a failed test ends by itself
+            while not RELEASE.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return self.net(x)
+
+
+def build():
+    return Stalling()
+"""
+
+
+def _stalling(tmp_path: Path) -> tuple[list[str], dict[str, str], Path, Path]:
+    """``stochdef evaluate`` of the stalling model into ``tmp_path / "out"``: argv, env, STARTED, RELEASE."""
+    started, release, code = tmp_path / "started", tmp_path / "release", tmp_path / "code"
+    code.mkdir()
+    (code / "stalling.py").write_text(STALLING.format(started=str(started), release=str(release)))
     argv = [
-        sys.executable, "-m", "stochdef.evaluations.cli", "evaluate", "--out", str(tmp_path), "--defense",
-        "vanilla-mlp", "--attack", "fgsm,pgd", "--library", "inhouse", "--eps", "0.02,0.04,0.06,0.08,0.1,0.12",
-        "--samples", "1", "--n", "100", "--steps", "40", *TINY_FLAGS, "--device", "cpu",
+        sys.executable, "-m", "stochdef.evaluations.cli", "evaluate", "--out", str(tmp_path / "out"), "--model",
+        "stalling:build", "--dataset", "digits", "--attack", "fgsm,pgd", "--library", "inhouse", "--eps",
+        "0.05,0.1,0.2", "--samples", "1", "--n", "8", "--steps", "2", *TINY_FLAGS, "--device", "cpu",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
+    return argv, {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}, started, release
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[Any]) -> None:
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path.name}: {proc.communicate()[1]}"
+        time.sleep(0.01)
+
+
+def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path: Path) -> None:
+    argv, env, started, _ = _stalling(tmp_path)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results = tmp_path / "results.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    recorded = len(results.read_text().splitlines())
+    try:
+        _wait_for(started, proc)  # the clean cell is recorded and the first attack cell has started
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    results = tmp_path / "out" / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("stochdef evaluate: interrupted after ") and "run the same command again to resume" in last
-    assert f"{recorded} cells are recorded in {results}" in last
-    assert recorded < 13  # stopped mid-way: 1 clean + 12 attack cells in all
-
-
-# The second run: its imports done before it waits for the first run's first cell, so that it asks for the
-# folder while the first run is still computing.
-SECOND = """
-import sys, time
-from pathlib import Path
-from stochdef.evaluations import cli
-cli.parse_args(["evaluate"])  # imports the subcommand's module (torch and the attack libraries)
-from stochdef.defenses import data
-data.load("mnist5k")
-results = Path(sys.argv[1]) / "results.jsonl"
-while not results.exists():
-    time.sleep(0.001)
-sys.exit(cli.main(sys.argv[2:]))
-"""
+    assert f"1 cells are recorded in {results}" in last
+    assert [r["kind"] for r in records] == ["clean"]  # stopped in the first attack cell of 1 clean + 6
 
 
 def test_two_runs_into_one_folder_lose_no_cell(tmp_path: Path) -> None:
     """The issue's case: two runs with different seeds into one --out. The second is refused before computing
     while the first runs; the first keeps every cell."""
-    eps = ",".join(f"{0.01 * i:.2f}" for i in range(1, 16))
-    args = [
-        "evaluate", "--out", str(tmp_path), "--defense", "vanilla-mlp", "--attack", "pgd", "--library", "inhouse",
-        "--eps", eps, "--samples", "1", "--n", "100", "--steps", "100", *TINY_FLAGS, "--device", "cpu",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    second = subprocess.Popen(
-        [sys.executable, "-c", SECOND, str(tmp_path), *args, "--seed", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv, env, started, release = _stalling(tmp_path)
     first = subprocess.Popen(
-        [sys.executable, "-m", "stochdef.evaluations.cli", *args, "--seed", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*argv, "--seed", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    _, err = second.communicate(timeout=300)
-    running = first.poll() is None
-    assert first.wait(timeout=300) == 0
-    assert running, "the first run ended before the second asked for the folder: the test proves nothing"
-    assert second.returncode == 2 and "is in use by another process" in err.strip().splitlines()[-1]
-    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 16 and all('"seed":0' in r["key"] for r in records)  # 1 clean + 15 attack cells, run A's
+    try:
+        _wait_for(started, first)  # the first run holds the folder, stalled in its first attack cell
+        second = subprocess.run([*argv, "--seed", "1"], env=env, capture_output=True, text=True, timeout=300)
+        release.touch()
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2 and "is in use by another process" in second.stderr.strip().splitlines()[-1]
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 7 and all('"seed":0' in r["key"] for r in records)  # 1 clean + 6 attack cells, run A's

@@ -4,6 +4,8 @@ All attacks here are in-house L-inf attacks at the run's middle eps with the run
 count (the adaptive attack), inside the run's bounds, so the checks speak about the attack an honest
 evaluation relies on, in its threat model. The surrogate for transfer checks is a deterministic network of
 another architecture from the zoo (:func:`surrogate_for`); the indicator cell (:mod:`..grid.cells`) loads it.
+On a user's own data there is no zoo surrogate: the checks that need one (:data:`NEED_SURROGATE`) do not run
+and the white-box attack is compared with random noise alone; every other check runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ...attacks import fgsm, pgd
 from . import indicators as ind
 
 SURROGATES = ("vanilla-mlp", "vanilla-cnn")
+#: The checks that attack a zoo surrogate, not run without one (a user's own data).
+NEED_SURROGATE = ("transfer_failure", "fixed_randomness_attack_succeeds")
 GRADIENT_PASSES = 3.0  # a forward and a backward pass cost about three forwards
 
 
@@ -62,16 +66,17 @@ class Checks:
 
 
 def diagnose(
-    model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, checks: Checks, *, defense: str
+    model: nn.Module, surrogate: nn.Module | None, x: torch.Tensor, y: torch.Tensor, checks: Checks, *, defense: str
 ) -> list[dict[str, Any]]:
     """Every indicator for ``model`` (named ``defense`` in the warnings), as dicts; each fired one also raised an
-    ``ObfuscationWarning`` naming it. ``surrogate`` is a deterministic model to make transfer attacks on."""
+    ``ObfuscationWarning`` naming it. ``surrogate`` is a deterministic model to make transfer attacks on (``None``:
+    the checks of :data:`NEED_SURROGATE` do not run)."""
     with ind.about(defense):
         return _diagnose(model, surrogate, x, y, checks)
 
 
 def _diagnose(
-    model: nn.Module, surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Checks
+    model: nn.Module, surrogate: nn.Module | None, x: torch.Tensor, y: torch.Tensor, c: Checks
 ) -> list[dict[str, Any]]:
     samples, judge, eps, bounds = c.samples, c.judge, c.eps, c.bounds
     slack = noise_slack(len(x))
@@ -122,7 +127,7 @@ def _diagnose(
     found.append(ind.silent_success(torch.stack(fooled), fooled_final))
     # Pintor et al.'s indicators explain failures: they look only at the points the attack failed on.
     failed = ~fooled_final
-    on_surrogate = attack(surrogate, eps, samples=1)
+    on_surrogate = None if surrogate is None else attack(surrogate, eps, samples=1)
     if bool(failed.any()):
         found.append(ind.incomplete_optimization(torch.stack(losses)[:, failed]))
         xf, yf = x[failed], y[failed]
@@ -132,15 +137,16 @@ def _diagnose(
             return eot_value_and_grad(model, z, yf, samples=samples)[0]
 
         found.append(_named(ind.unstable_predictions(eot_loss, xf, radius=eps / 4), f"EoT {samples}"))
+    if bool(failed.any()) and on_surrogate is not None:
         with torch.no_grad():
             transferred = EoT(model, samples=judge, reduce="probs")(on_surrogate.x_adv[failed]).argmax(1)
         found.append(ind.transfer_failure(on_surrogate.success.to(y.device)[failed], transferred != yf))
-    else:
+    if not bool(failed.any()):
         names = (
             "incomplete_optimization",
             "unstable_predictions[1 draw]",
             f"unstable_predictions[EoT {samples}]",
-            "transfer_failure",
+            *(("transfer_failure",) if on_surrogate is not None else ()),
         )
         found += [_not_applicable(name) for name in names]
 
@@ -155,12 +161,13 @@ def _diagnose(
     by_eps = {e: (acc_white if e == eps else accuracy(model, attack(model, e).x_adv)) for e in c.eps_all}
     found.append(ind.accuracy_monotone_in_eps(by_eps, slack=slack))
     noisy = (x + eps * torch.sign(torch.randn_like(x))).clamp(*bounds)
-    found.append(
-        ind.whitebox_beats_transfer_and_noise(
-            acc_white, accuracy(model, on_surrogate.x_adv), accuracy(model, noisy), slack=slack
-        )
-    )
+    acc_noise = accuracy(model, noisy)
+    acc_transfer = acc_noise if on_surrogate is None else accuracy(model, on_surrogate.x_adv)
+    compared = ind.whitebox_beats_transfer_and_noise(acc_white, acc_transfer, acc_noise, slack=slack)
+    found.append(compared if on_surrogate is not None else _named(compared, "noise only"))
     found.append(ind.more_steps_change_little(acc_white, accuracy(model, doubled), tol=slack))
+    if surrogate is None or on_surrogate is None:
+        return ind.summarize(found)
     fixed = fix_randomness(model, seed=c.seed)
     with torch.no_grad():
         acc_fixed = float((fixed(attack(fixed, eps, samples=1).x_adv).argmax(1) == y).float().mean())

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stochdef.adapters import EoT
+from stochdef.adapters import DrawKind, EoT
 from stochdef.defenses.mwd import MWDLayer
 
 from ...stats import wilson_interval
@@ -39,18 +39,23 @@ class Judge:
     Calibration uses the model's own confidence: the softmax of logits, or for a network with scores in
     [0, 1] (:func:`output_kind`) the largest mean score itself (a softmax of such scores would put the top
     confidence near 0.2 on ten classes whatever the network says).
+
+    The ensemble averages real draws whatever the model's kind (DESIGN.md, §C2): one call per draw for a model
+    that draws once per call, one replicated call for one that draws per row. ``draws`` is that kind (the clean
+    cell's probe), or ``None`` to let the ``EoT`` module find it at its first call.
     """
 
     model: nn.Module
     samples: int
+    draws: DrawKind | None = None
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         single = (self.model(x).argmax(1) == y).cpu()
-        probs = EoT(self.model, samples=self.samples, reduce="probs")(x).exp().cpu()
+        probs = EoT(self.model, samples=self.samples, reduce="probs", draws=self.draws)(x).exp().cpu()
         ensemble = probs.argmax(1) == y.cpu()
         kind = output_kind(self.model)
-        confidence = probs if kind == "logits" else EoT(self.model, samples=self.samples)(x).cpu()
+        confidence = probs if kind == "logits" else EoT(self.model, samples=self.samples, draws=self.draws)(x).cpu()
         return {
             **accuracy_fields("single", single),
             **accuracy_fields("ensemble", ensemble),

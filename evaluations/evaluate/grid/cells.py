@@ -28,7 +28,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from stochdef.adapters import DrawKind, draws_taken
 from stochdef.adapters import is_random as draws_differ
+from stochdef.adapters.draws import PROBE_DRAWS, probe
 
 from ... import libraries
 from ...libraries import PGD, Attack
@@ -88,12 +90,35 @@ def draws(run: Run, defense: str, samples: int) -> int:
     return samples if is_random(run, defense) else 1
 
 
-def track(run: Run, key: str, label: str, defense: str, eps: float, x_adv: torch.Tensor, correct: str) -> None:
-    """Fold a cell into the defense's worst-case examples (:mod:`..store.examples`) when ``eps`` is the card's
-    (the largest of the run)."""
-    if eps == max(run.config.eps):
-        path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
-        examples.update(path, key, label, run.x, run.y, x_adv, correct)
+def draw_kind_of(run: Run, defense: str) -> DrawKind | None:
+    """How ``defense`` draws (``"per-row"``, ``"per-call"``, ``"deterministic"``: its clean cell's ``draws``);
+    ``None`` before that cell is recorded."""
+    record = CleanCell.of(run.config, defense).record(run.store)
+    return None if record is None else record.get("draws")
+
+
+def taken(run: Run, defense: str, samples: int, judge: int | None = None) -> dict[str, str]:
+    """How the cell's ``samples`` draws of ``defense`` (and its judge's, unless ``judge`` is ``None``) were taken,
+    in words (:func:`stochdef.adapters.draws_taken`): the record's ``draws`` and ``judge_draws``."""
+    kind = draw_kind_of(run, defense)
+    fields = {"draws": draws_taken(kind, samples)}
+    if judge is not None:
+        fields["judge_draws"] = draws_taken(kind, judge)
+    return fields
+
+
+def estimator(run: Run, defense: str, library: str, attack: Attack) -> str:
+    """What ``attack`` averaged in ``library`` on ``defense``: the library's estimator and how its draws were
+    taken (one call per draw for a per-call model, one replicated call for a per-row one)."""
+    text = libraries.estimator(library, attack)
+    return text if attack.samples == 1 else f"{text}; {taken(run, defense, attack.samples)['draws']}"
+
+
+def track(run: Run, key: str, label: str, defense: str, eps: float | None, x_adv: torch.Tensor, correct: str) -> None:
+    """Fold a cell at ``eps`` (``None``: the clean cell, at every eps) into the defense's worst-case examples
+    (:mod:`..store.examples`, keyed by eps)."""
+    path = examples.worst_case_path(run.store.path.parent, run.config.defenses, defense)
+    examples.update(path, key, label, eps, run.x, run.y, x_adv, correct, all_eps=run.config.eps)
 
 
 @dataclass(frozen=True)
@@ -115,9 +140,13 @@ class CleanCell(Cell):
     def compute(self, run: Run) -> dict[str, Any]:
         model = run.model(self.defense)
         random = draws_differ(model, run.x[:32], passes=3)
-        judged = Judge(model, run.config.judge_samples if random else 1)(run.x, run.y)
-        track(run, self.key, self.kind, self.defense, max(run.config.eps), run.x, judged["correct"])
-        return {"defense": self.defense, "random": random, **judged}
+        # how it draws: a probe that leaves no trace (the judge's draws are those it made without it)
+        kind: DrawKind = probe(model, run.x, samples=PROBE_DRAWS, max_batch=PROBE_DRAWS) if random else "deterministic"
+        judge = run.config.judge_samples if random else 1
+        judged = Judge(model, judge, draws=kind)(run.x, run.y)
+        track(run, self.key, self.kind, self.defense, None, run.x, judged["correct"])
+        return {"defense": self.defense, "random": random, "draws": kind, "judge_draws": draws_taken(kind, judge),
+                **judged}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,9 +175,10 @@ class AttackCell(Cell):
     def header(self, run: Run) -> dict[str, Any]:
         """The cell's settings, and ``skipped`` (why) when it does not run."""
         a, steps = self.attack, run.config.steps
-        fields = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
+        fields: dict[str, Any] = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
         fields.update(samples=a.samples, steps=steps, step=2.5 * a.radius / steps, bounds=a.bounds)
         fields.update(a.record_fields())
+        fields.update(taken(run, self.defense, a.samples, draws(run, self.defense, run.config.judge_samples)))
         reason = libraries.unsupported(self.library, a)
         if reason is not None:
             fields["skipped"] = f"{self.library} has no counterpart: {reason}"
@@ -173,7 +203,8 @@ class AttackCell(Cell):
 
     def combined(self, run: Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """The cell's record fields from its blocks' (in row order)."""
-        return {**self.header(run), "estimator": libraries.estimator(self.library, self.attack), **combine(partials)}
+        fields = {**self.header(run), "estimator": estimator(run, self.defense, self.library, self.attack)}
+        return {**fields, **combine(partials)}
 
     def compute(self, run: Run) -> dict[str, Any]:
         fields = self.header(run)
@@ -185,8 +216,9 @@ class AttackCell(Cell):
         model = run.model(self.defense)
         x_adv = libraries.run(self.library, self.attack, model, run.x, run.y, num_classes=run.num_classes)
         delta = (x_adv - run.x).flatten(1)
-        judged = Judge(model, draws(run, self.defense, run.config.judge_samples))(x_adv, run.y)
-        fields.update(estimator=libraries.estimator(self.library, self.attack))
+        judge = Judge(model, draws(run, self.defense, run.config.judge_samples), draws=draw_kind_of(run, self.defense))
+        judged = judge(x_adv, run.y)
+        fields.update(estimator=estimator(run, self.defense, self.library, self.attack))
         fields.update(linf=float(delta.abs().max()), l2=float(delta.norm(dim=1).max()), **judged)
         track(run, self.key, self.label, self.defense, self.attack.radius, x_adv, judged["correct"])
         return fields
@@ -215,7 +247,10 @@ class BlockCell(Cell):
         with count_forward(run.models) as passes:
             x_adv = libraries.run(cell.library, cell.attack, model, x, y, num_classes=run.num_classes)
             delta = (x_adv - x).flatten(1)
-            judged = Judge(model, draws(run, cell.defense, run.config.judge_samples))(x_adv, y)
+            judge = Judge(
+                model, draws(run, cell.defense, run.config.judge_samples), draws=draw_kind_of(run, cell.defense)
+            )
+            judged = judge(x_adv, y)
         everywhere = block_bits(judged["correct"], a, b, len(run.x))
         track(run, self.key, cell.label, cell.defense, cell.attack.radius, full_rows(run.x, x_adv, a, b), everywhere)
         linf, l2 = float(delta.abs().max()), float(delta.norm(dim=1).max())
@@ -230,6 +265,7 @@ class IndicatorCell(Cell):
     kind: ClassVar[str] = "indicators"
     record_kind: ClassVar[Kind] = Kind(("indicators",))
     defense: str
+    surrogate: bool = True  # a zoo surrogate for the transfer checks (none on a user's own data set)
 
     @classmethod
     def of(cls, c: EvalConfig, defense: str) -> IndicatorCell:
@@ -237,10 +273,10 @@ class IndicatorCell(Cell):
             kind=cls.kind, defense=defense, eps=c.eps_mid, eps_all=sorted(c.eps), samples=max(c.samples),
             steps=c.steps, **c.common(),
         )  # fmt: skip
-        return cls(key, defense)
+        return cls(key, defense, surrogate=c.dataset != "custom")
 
-    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a surrogate model
-        return (self.defense, surrogate_for(self.defense))
+    def defenses(self) -> tuple[str, ...]:  # the transfer indicator attacks from a zoo surrogate, if there is one
+        return (self.defense, surrogate_for(self.defense)) if self.surrogate else (self.defense,)
 
     def checks(self, run: Run) -> Checks:
         c = run.config
@@ -254,9 +290,11 @@ class IndicatorCell(Cell):
         return weight(self.defense) * run.config.n * passes
 
     def compute(self, run: Run) -> dict[str, Any]:
-        model, surrogate = run.model(self.defense), run.model(surrogate_for(self.defense))
-        found = diagnose(model, surrogate, run.x, run.y, self.checks(run), defense=self.defense)
-        return {"defense": self.defense, "indicators": found}
+        model = run.model(self.defense)
+        surrogate = run.model(surrogate_for(self.defense)) if self.surrogate else None
+        checks = self.checks(run)
+        found = diagnose(model, surrogate, run.x, run.y, checks, defense=self.defense)
+        return {"defense": self.defense, **taken(run, self.defense, checks.samples, checks.judge), "indicators": found}
 
 
 @dataclass(frozen=True)
@@ -307,7 +345,10 @@ class TransferCell(Cell):
         self.before(run)
         judge = draws(run, self.target, run.config.judge_samples)
         acc = transfer_accuracy(run.model(self.target), run.transfer_sources[self.source], run.y, judge=judge)
-        return {"source": self.source, "target": self.target, "eps": run.config.eps_mid, "acc_ensemble": acc}
+        source = taken(run, self.source, self.source_attack(run).samples)["draws"]
+        target = taken(run, self.target, judge)["draws"]
+        return {"source": self.source, "target": self.target, "eps": run.config.eps_mid, "acc_ensemble": acc,
+                "source_draws": source, "judge_draws": target}  # fmt: skip
 
 
 def attack_cells(c: EvalConfig, defense: str, eps: float, samples: int) -> list[AttackCell]:
@@ -354,8 +395,11 @@ __all__ = [
     "IndicatorCell",
     "TransferCell",
     "attack_cells",
+    "draw_kind_of",
     "draws",
+    "estimator",
     "grid",
     "is_random",
     "linf_only",
+    "taken",
 ]

@@ -3,11 +3,14 @@
 ``clean_accuracy`` and ``robust_accuracy`` are plain numbers at the card's ``eps`` (the largest of the
 run; the report has every eps), the robust one being the per-example worst case over every attack of every
 library (:mod:`.worst_case`), with their 95% intervals. Then the threat model (norm, eps, bounds), what ran
-(attacks, libraries, EoT draws, and the ``--samples auto`` curve when the run chose them), the compute spent
+(attacks, libraries, EoT draws and how they were taken: ``draws`` is how the model draws, per row, once per
+call or not at all, and ``eot_draws`` says per sample count what the EoT attacks averaged; the ``--samples auto``
+curve when the run chose them), the compute spent
 (forward passes: one example through the model once), whether a gradient-obfuscation indicator fired, and
-per example: robust or not, which attack broke it first, the perturbation's L-inf and L2 norms. The
-adversarial examples themselves are in the ``.npz`` the card names (``x``, ``y``, ``x_adv``, ``broken_by``,
-``robust``, ``linf``, ``l2``).
+per example (at the card's eps in ``examples``, at every eps in ``examples_by_eps``): robust or not, which
+attack broke it first, the perturbation's L-inf and L2 norms. The adversarial examples themselves are in the
+``.npz`` the card names, keyed by eps (``eps``; ``x``, ``y``; per eps ``x_adv``, ``broken_by``, ``robust``,
+``linf``, ``l2``).
 
 A one-defense run (a user's model) writes ``model-card.json`` and ``worst-case.npz``; a run of several
 defenses writes ``model-card--DEFENSE.json`` and ``worst-case--DEFENSE.npz`` for each.
@@ -19,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stochdef.adapters import draws_taken
 from stochdef.defenses.files import atomic_write_text
 
 from ... import libraries
@@ -26,7 +30,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import worst_case
+from . import flags, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -56,7 +60,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "model": defense,
         "dataset": c.dataset,
         "source": c.source or None,
-        "checkpoint": c.checkpoint,
+        "checkpoint": c.checkpoint_of(defense),
         "n": c.n,
         "norm": c.norm,
         "eps": eps,
@@ -73,21 +77,28 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
             for e in sorted(c.eps)
         },
         "random": clean.get("random"),
-        "judge": f"softmax average of {c.judge_samples} draws" if clean.get("random") else "one forward pass",
+        "draws": clean.get("draws"),
+        "judge": f"softmax average of {clean.get('judge_draws', f'{c.judge_samples} draws')}"
+        if clean.get("random")
+        else "one forward pass",
         "attacks": list(c.attacks),
         "libraries": list(c.libraries),
         "eot_samples": list(c.samples),
+        "eot_draws": {str(s): draws_taken(clean.get("draws"), s) for s in c.samples},
         "samples_auto": None if chosen is None else chosen["defenses"].get(defense),
         "steps": c.steps,
         "restarts": c.restarts,
         **budgets(c),
         "forward_passes": forward_passes(store, defense),
+        "unchanged_attack_cells": [flags.unchanged_text(f) for f in flags.unchanged(store, c, defense)],
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
+        "indicators_run": None if indicators is None else [i["name"] for i in indicators["indicators"]],
         "seed": c.seed,
         "versions": versions,
         "worst_case_file": npz_path.name if arrays is not None else None,
-        "examples": [] if arrays is None else per_example(arrays),
+        "examples": [] if arrays is None else per_example(arrays, eps),
+        "examples_by_eps": {} if arrays is None else {str(e): per_example(arrays, e) for e in sorted(c.eps)},
     }
 
 
@@ -97,15 +108,21 @@ def budgets(c: EvalConfig) -> dict[str, Any]:
     return {"square_queries": c.queries if takes_queries else None}
 
 
-def per_example(arrays: dict[str, Any]) -> list[dict[str, Any]]:
+def per_example(arrays: dict[str, Any], eps: float) -> list[dict[str, Any]]:
+    """Each example at ``eps`` (a row of the worst-case file, :mod:`..store.examples`); none when the file has no
+    such eps."""
+    rows = [k for k, e in enumerate(arrays["eps"].tolist()) if e == float(eps)] if "eps" in arrays else []
+    if not rows:
+        return []
+    k = rows[0]
     return [
         {
             "index": i,
             "label": int(arrays["y"][i]),
-            "robust": bool(arrays["robust"][i]),
-            "broken_by": str(arrays["broken_by"][i]) or None,
-            "linf": float(arrays["linf"][i]),
-            "l2": float(arrays["l2"][i]),
+            "robust": bool(arrays["robust"][k][i]),
+            "broken_by": str(arrays["broken_by"][k][i]) or None,
+            "linf": float(arrays["linf"][k][i]),
+            "l2": float(arrays["l2"][k][i]),
         }
         for i in range(len(arrays["y"]))
     ]

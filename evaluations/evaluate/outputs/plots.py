@@ -8,6 +8,7 @@
 * :func:`calibration`: is each defense's confidence honest, clean and under attack? Reliability curves on
   the model's own output kind, with the number of points per bin.
 * :func:`transfer_heatmap`: do adversarial examples made on A fool B? The rho matrix, signed.
+* :func:`.example_grid.worst_case_examples`: what do the worst-case adversarial examples look like, per eps?
 
 ``stochdef evaluate`` runs fixed-eps attacks only; the per-example perturbation norms of minimal attacks
 are drawn where those run (``stochdef reproduce sdr``, :func:`~stochdef.evaluations.figures.norm_distributions`).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from ...libraries import PGD
 from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store.results import ResultsFile
+from .example_grid import worst_case_examples
 from .report import NORM_NAMES, attack_record, transfer_matrix
 
 NAIVE_STYLE: dict[str, Any] = {"linestyle": "--", "marker": "o"}
@@ -60,10 +63,26 @@ def _band(ax: Any, x: Sequence[float], points: Sequence[dict[str, Any] | None], 
     ax.plot(x, acc, color=color, ms=4, **style)
 
 
+MIN_WIDTH = 6.4  # inches: a one-panel figure still fits its title and legend
+CHARS_PER_INCH = 13.0  # characters of FONT + 1 per inch of title (DejaVu Sans at 10 pt averages ~5.5 pt a glyph)
+LEGEND_CHARS_PER_INCH = 15.0  # characters of a FONT legend label per inch
+
+
+def wrapped(text: str, width: float, *, font: float = FONT + 1) -> str:
+    """``text`` broken into lines that fit ``width`` inches at ``font`` points.
+
+    >>> wrapped("a b c d e f", 0.3).splitlines()
+    ['a b', 'c d', 'e f']
+    """
+    per_line = max(1, int(width * CHARS_PER_INCH * (FONT + 1) / font))
+    return "\n".join(textwrap.wrap(text, per_line)) or text
+
+
 def _grid(n: int, *, per_row: int = 3, size: tuple[float, float] = (3.4, 2.9)) -> tuple[Any, np.ndarray]:
     rows = math.ceil(n / per_row)
     cols = min(n, per_row)
-    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows + 0.6), squeeze=False)
+    width = max(size[0] * cols, MIN_WIDTH)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, size[1] * rows + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes
@@ -122,19 +141,28 @@ def accuracy_vs_eps(store: ResultsFile, c: EvalConfig, out: Path) -> str:
 
 
 def _header(fig: Any, title: str, handles: list[Any], labels: list[str], *, ncol: int = 4) -> None:
-    """A title and, under it, one legend for the whole figure; the panels are laid out below both."""
-    height = fig.get_size_inches()[1]
+    """A title wrapped to the figure's width and, under it, one legend for the whole figure in as many columns as
+    fit; the figure grows by the header's height and the panels are laid out below both."""
+    width, height = fig.get_size_inches()
+    title = wrapped(title, width - 0.3)
+    longest = max(len(label) for label in labels) if labels else 1
+    ncol = max(1, min(ncol, len(labels), int((width - 0.3) / (0.45 + longest / LEGEND_CHARS_PER_INCH))))
+    title_in = 0.2 * (title.count("\n") + 1)
+    legend_in = 0.2 * math.ceil(len(labels) / ncol)
+    header = 0.12 + title_in + 0.08 + legend_in + 0.1
+    height += max(0.0, header - 0.62)
+    fig.set_size_inches(width, height)
     fig.suptitle(title, fontsize=FONT + 1, y=1 - 0.08 / height)
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        bbox_to_anchor=(0.5, 1 - 0.32 / height),
+        bbox_to_anchor=(0.5, 1 - (0.12 + title_in) / height),
         ncol=ncol,
         fontsize=FONT,
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.62 / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - header / height))
 
 
 def deterministic_defenses(store: ResultsFile, c: EvalConfig) -> list[str]:
@@ -216,18 +244,21 @@ def indicator_heatmap(store: ResultsFile, c: EvalConfig, out: Path) -> str | Non
     rows, names, state, text = indicator_grid(store, c)
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(names), 1.6 + 0.42 * len(rows)))
+    label_in = max(len(r) for r in rows) * 0.075  # the defense names left of the cells
+    width = max(MIN_WIDTH, 1.2 + label_in + 0.62 * len(names))
+    names_in = max(len(n) for n in names) * 0.05  # the indicator names under the cells, rotated 40 degrees
+    fig, ax = plt.subplots(figsize=(width, 1.3 + names_in + 0.42 * len(rows)))
     cmap = ListedColormap(["#d9f0d3", "#e34a33"]).with_extremes(bad="#dddddd")
     ax.imshow(np.ma.masked_invalid(state), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=FONT - 1)
     ax.set_yticks(range(len(rows)), rows, fontsize=FONT)
     for (i, j), label in np.ndenumerate(np.array(text, dtype=object)):
         ax.text(j, i, label, ha="center", va="center", fontsize=FONT - 2)
-    ax.set_title(
-        f"Gradient-obfuscation indicators at eps {c.eps_mid} (red: fired, green: quiet, grey: n/a; "
-        "cell: measured value)",
-        fontsize=FONT,
+    title = (
+        f"Gradient-obfuscation indicators at eps {c.eps_mid} (red: fired, green: quiet, grey: n/a; cell: measured "
+        "value)"
     )
+    ax.set_title(wrapped(title, width - label_in - 0.4, font=FONT), fontsize=FONT)
     return save_figure(fig, out / "indicators.png")
 
 
@@ -238,7 +269,8 @@ def calibration(store: ResultsFile, c: EvalConfig, out: Path, *, library: str | 
     n = len(c.defenses)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = plt.figure(figsize=(3.5 * cols, 3.7 * rows + 0.9), layout="constrained")
+    fig_width = max(3.5 * cols, MIN_WIDTH)
+    fig = plt.figure(figsize=(fig_width, 3.7 * rows + 1.3), layout="constrained")
     cells = fig.subfigures(rows, cols, squeeze=False)
     for cell in cells.flat[n:]:
         cell.set_visible(False)
@@ -280,12 +312,13 @@ def calibration(store: ResultsFile, c: EvalConfig, out: Path, *, library: str | 
         plt.Line2D([], [], color="grey", linestyle=":"),
     ]
     labels = ["clean", f"under {lib} PGD at eps {c.eps_mid} (EoT on random defenses)", "perfect calibration"]
-    fig.suptitle(
+    title = (
         f"Calibration of the {c.judge_samples}-draw ensemble: accuracy per confidence bin (marker area ~ points), "
-        "points per bin",
-        fontsize=FONT + 1,
+        "points per bin"
     )
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=FONT, frameon=False)
+    fig.suptitle(wrapped(title, fig_width - 0.3), fontsize=FONT + 1)
+    ncol = 3 if fig_width >= 3 * (0.45 + max(map(len, labels)) / LEGEND_CHARS_PER_INCH) else 1
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=FONT, frameon=False)
     return save_figure(fig, out / "calibration.png", layout=False)
 
 
@@ -321,4 +354,4 @@ def all_plots(store: ResultsFile, c: EvalConfig, out: Path) -> list[str]:
     for plot in (accuracy_vs_samples, indicator_heatmap, calibration, transfer_heatmap):
         if name := plot(store, c, out):
             names.append(name)
-    return names
+    return names + worst_case_examples(c, out)

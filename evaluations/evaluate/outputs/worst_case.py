@@ -9,8 +9,8 @@ an example near the boundary can fail one of many judgements by chance; the wors
 (conservative, as AutoAttack-rand's worst case over its runs is).
 
 Each cell records its per-example correctness (``correct``, a string of 0/1) in ``results.jsonl``, so the
-worst case at every eps comes from the store alone (:func:`summary`). At the largest eps (the model card's)
-the run also keeps, per defense, the adversarial example that broke each example first, which attack did
+worst case at every eps comes from the store alone (:func:`summary`). At every eps the run also keeps, per
+defense, the adversarial example that broke each example first, which attack did
 it, and its perturbation (:mod:`..store.examples`), updated after every cell and idempotent, so a resumed run
 ends with the same file.
 

@@ -1,10 +1,13 @@
 """The worst case's adversarial examples: ``worst-case[--DEFENSE].npz``, one file per defense of a run.
 
-Per example: the clean input ``x`` and label ``y``, the adversarial example of the first cell that broke it
-(``x_adv``; ``x`` where none did), which cell that was (``broken_by``, its label), ``robust``, and the
-perturbation's ``linf`` / ``l2``; ``keys`` lists the cells folded in. :func:`update` folds one cell (idempotent
-per cell key, so a resumed run ends with the same file); :func:`fold_parts` folds the ranks' parts of a
-distributed run in grid order. Written atomically with the umask's permissions, like every other output.
+Keyed by eps: ``eps`` lists the run's radii (ascending), and row ``k`` of every per-eps array holds eps
+``eps[k]``. Per example: the clean input ``x`` and label ``y``; per eps and example, the adversarial example of
+the first cell that broke it (``x_adv``, shape ``(E, N, ...)``; ``x`` where none did), which cell that was
+(``broken_by``, its label; ``clean`` when the clean input is misclassified), ``robust``, and the perturbation's
+``linf`` / ``l2`` (each ``(E, N)``); ``keys`` lists the cells folded in. The clean cell folds into every eps.
+:func:`update` folds one cell (idempotent per cell key, so a resumed run ends with the same file);
+:func:`fold_parts` folds the ranks' parts of a distributed run in grid order. Written atomically with the umask's
+permissions, like every other output.
 
 >>> slug("mwd-256[psd]")
 'mwd-256_psd_'
@@ -46,23 +49,29 @@ def worst_case_path(out: Path, defenses: tuple[str, ...], defense: str) -> Path:
     return output_path(out, defenses, defense, "worst-case", ".npz")
 
 
-def _load(path: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def _load(path: Path, x: np.ndarray, y: np.ndarray, eps: Sequence[float]) -> dict[str, Any]:
+    """The file's state, with a row for every eps of ``eps`` (a row added for an eps the file lacks starts from
+    the clean cell's verdicts, the first cell every run folds)."""
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    return {
-        "x": x,
-        "y": y,
-        "x_adv": x.copy(),
-        "broken_by": np.full(len(x), "", dtype="<U64"),
-        "keys": np.zeros(0, dtype="<U1024"),
-    }
+            state = {k: f[k] for k in f.files}
+    else:
+        state = {"x": x, "y": y, "eps": np.zeros(0), "x_adv": np.zeros((0, *x.shape), dtype=x.dtype),
+                 "broken_by": np.zeros((0, len(x)), dtype="<U64"), "keys": np.zeros(0, dtype="<U1024")}  # fmt: skip
+    for e in sorted(set(map(float, eps)) - set(state["eps"].tolist())):
+        clean = (state["broken_by"] == "clean").any(axis=0) if len(state["eps"]) else np.zeros(len(x), dtype=bool)
+        at = int(np.searchsorted(state["eps"], e))
+        state["eps"] = np.insert(state["eps"], at, e)
+        state["x_adv"] = np.insert(state["x_adv"], at, state["x"], axis=0)
+        row = np.where(clean, "clean", "").astype("<U64")
+        state["broken_by"] = np.insert(state["broken_by"].astype("<U64"), at, row, axis=0)
+    return state
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    delta = (state["x_adv"] - state["x"]).reshape(len(state["x"]), -1).astype(np.float64)
-    state["linf"] = np.abs(delta).max(axis=1)
-    state["l2"] = np.sqrt((delta**2).sum(axis=1))
+    delta = (state["x_adv"] - state["x"]).reshape(*state["broken_by"].shape, -1).astype(np.float64)
+    state["linf"] = np.abs(delta).max(axis=2, initial=0.0)
+    state["l2"] = np.sqrt((delta**2).sum(axis=2))
     state["robust"] = state["broken_by"] == ""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -70,23 +79,32 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())  # the umask's permissions, as every output
 
 
-def _fold(state: dict[str, Any], key: str, correct: str, x_adv: np.ndarray, labels: np.ndarray) -> None:
-    """Fold one cell into ``state`` in place: ``x_adv`` and ``labels`` wherever it breaks an example first."""
-    broken = (np.frombuffer(correct.encode(), dtype=np.uint8) == ord("0")) & (state["broken_by"] == "")
-    state["x_adv"][broken] = x_adv[broken]
+def _fold(
+    state: dict[str, Any], key: str, eps: float | None, correct: str, x_adv: np.ndarray, labels: np.ndarray
+) -> None:
+    """Fold one cell at ``eps`` (``None``: the clean cell, at every eps) into ``state`` in place: ``x_adv`` and
+    ``labels`` (the cell's, per example) wherever it breaks an example first."""
     state["broken_by"] = state["broken_by"].astype("<U64")
-    state["broken_by"][broken] = labels[broken]
+    rows = range(len(state["eps"])) if eps is None else [int(np.flatnonzero(state["eps"] == float(eps))[0])]
+    wrong = np.frombuffer(correct.encode(), dtype=np.uint8) == ord("0")
+    for k in rows:
+        broken = wrong & (state["broken_by"][k] == "")
+        state["x_adv"][k][broken] = x_adv[broken]
+        state["broken_by"][k][broken] = labels[broken]
     state["keys"] = np.append(state["keys"].astype("<U1024"), key)
 
 
 def update(
-    path: Path, key: str, label: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, correct: str
-) -> None:
-    """Fold one cell into the worst-case file: its adversarial example wherever it is the first to break one."""
-    state = _load(path, x.detach().cpu().numpy(), y.detach().cpu().numpy())
+    path: Path, key: str, label: str, eps: float | None, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
+    correct: str, *, all_eps: Sequence[float],
+) -> None:  # fmt: skip
+    """Fold one cell at ``eps`` (``None``: the clean cell) into the worst-case file of a run of ``all_eps``: its
+    adversarial example wherever it is the first to break one."""
+    state = _load(path, x.detach().cpu().numpy(), y.detach().cpu().numpy(), all_eps)
     if key in set(state["keys"].tolist()):
         return
-    _fold(state, key, correct, x_adv.detach().cpu().numpy(), np.full(len(state["x"]), label, dtype="<U64"))
+    labels = np.full(len(state["x"]), label, dtype="<U64")
+    _fold(state, key, eps, correct, x_adv.detach().cpu().numpy(), labels)
     _save(path, state)
 
 
@@ -97,16 +115,18 @@ def _position(index: dict[str, int], key: str) -> tuple[int, int, str]:
     return index.get(cell, len(index)), start, key
 
 
-def _correct(store: ResultsFile, key: str) -> str | None:
-    """The recorded per-example verdicts of a cell, or of a block over all examples (:func:`.blocks.block_bits`)."""
+def _correct(store: ResultsFile, key: str) -> tuple[str, float | None] | None:
+    """The recorded per-example verdicts of a cell, or of a block over all examples (:func:`.blocks.block_bits`),
+    and its eps (``None`` for the clean cell)."""
     parsed = parse_block_key(key)
     record = store.get(key if parsed is None else parsed[0])
     if record is None or "correct" not in record:
         return None
+    eps = record.get("eps") if record.get("kind") != "clean" else None
     if parsed is None:
-        return str(record["correct"])
+        return str(record["correct"]), eps
     _, start, end = parsed
-    return block_bits(record["correct"][start:end], start, end, len(record["correct"]))
+    return block_bits(record["correct"][start:end], start, end, len(record["correct"])), eps
 
 
 def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequence[str]) -> int:
@@ -129,21 +149,25 @@ def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequ
     for name, states in by_name.items():
         owner = {key: state for state in states for key in state["keys"].tolist()}
         target = Path(out) / name
-        state = _load(target, states[0]["x"], states[0]["y"])
+        all_eps = sorted({float(e) for s in states for e in s["eps"].tolist()})
+        state = _load(target, states[0]["x"], states[0]["y"], all_eps)
         seen = set(state["keys"].tolist())
         ranked = sorted(owner, key=functools.partial(_position, {k: i for i, k in enumerate(order)}))
         for key in ranked:
-            correct = _correct(store, key)
-            if key in seen or correct is None:
+            found = _correct(store, key)
+            if key in seen or found is None:
                 continue
-            _fold(state, key, correct, owner[key]["x_adv"], owner[key]["broken_by"])
+            correct, eps = found
+            held = owner[key]
+            k = 0 if eps is None else int(np.flatnonzero(held["eps"] == float(eps))[0])
+            _fold(state, key, eps, correct, held["x_adv"][k], held["broken_by"][k])
             folded += 1
         _save(target, state)
     return folded
 
 
 def read(path: Path) -> dict[str, np.ndarray] | None:
-    """The worst-case file's arrays (``x``, ``y``, ``x_adv``, ``broken_by``, ``robust``, ``linf``, ``l2``)."""
+    """The worst-case file's arrays (``x``, ``y``, ``eps``, ``x_adv``, ``broken_by``, ``robust``, ``linf``, ``l2``)."""
     if not Path(path).exists():
         return None
     with np.load(path, allow_pickle=False) as f:

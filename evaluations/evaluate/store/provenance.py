@@ -25,12 +25,17 @@ __all__ = ["differences", "environment", "summary"]
 
 
 def environment(device: str | torch.device) -> dict[str, Any]:
-    """The device, torch's CPU capability (``torch.backends.cpu.get_cpu_capability()``) and the GPU's name."""
+    """The device, torch's CPU capability (``torch.backends.cpu.get_cpu_capability()``), the GPU's name, and the
+    samplers a single draw of a Gaussian-weight layer uses (``defenses.sampling``'s defaults: a change of sampler
+    changes every draw of those layers, DESIGN.md, §C2)."""
+    from stochdef.defenses.sampling import CONV_DEFAULT, LINEAR_DEFAULT
+
     dev = torch.device(device)
     return {
         "device": dev.type,  # not the index: the ranks of a distributed run compute alike on cuda:0, cuda:1, ...
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "samplers": f"linear {LINEAR_DEFAULT}, conv {CONV_DEFAULT}",
     }
 
 

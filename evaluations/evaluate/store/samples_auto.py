@@ -26,5 +26,8 @@ def report_lines(out: Path) -> list[str]:
     lines += ["| defense | worst case by draws | chosen |", "| --- | --- | --- |"]
     for d, v in data["defenses"].items():
         curve = ", ".join(f"{p['samples']}: {p['robust_accuracy']:.2f} ± {p['half_width']:.2f}" for p in v["curve"])
-        lines.append(f"| {d} | {curve} | {v['chosen'] if v['settled'] else 'not settled at the cap'} |")
+        chosen = v["chosen"] if v["settled"] else "not settled at the cap"
+        if v.get("too_small_to_tell"):
+            chosen = f"{chosen}: the sample is too small to tell (interval ± {v['curve'][-1]['half_width']:.2f})"
+        lines.append(f"| {d} | {curve} | {chosen} |")
     return lines + [""]

@@ -94,7 +94,7 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert set(cli.COMMANDS) == {"evaluate", "reproduce", "demo", "train", "bench", "crosscheck"}
+    assert set(cli.COMMANDS) == {"evaluate", "reproduce", "demo", "train", "bench", "crosscheck", "verify"}
     for name in cli.COMMANDS:
         assert f"    {name} " in out
 
@@ -178,10 +178,10 @@ def test_every_help_shows_every_default(command: str) -> None:
         )
 
 
-def test_readme_lists_every_evaluate_option() -> None:
+def test_docs_list_every_evaluate_option() -> None:
     import argparse
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "docs" / "guide" / "evaluate.md").read_text()
     parser = cli.build_parser("evaluate")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["evaluate"]
     options = [o for a in sub._actions for o in a.option_strings if o.startswith("--") and o not in ("--help",)]

@@ -53,6 +53,13 @@ def test_clean_cells_know_which_defense_is_random(small_run: tuple[ResultsFile, 
     store, _ = small_run
     assert store.get(CleanCell.of(SMALL, "vanilla-mlp").key)["random"] is False
     assert store.get(CleanCell.of(SMALL, "sdr-learnable").key)["random"] is True
+    # how each draws (DESIGN.md, §C2): SDR samples its weights per row; the plain MLP does not draw
+    assert store.get(CleanCell.of(SMALL, "sdr-learnable").key)["draws"] == "per-row"
+    assert store.get(CleanCell.of(SMALL, "vanilla-mlp").key)["draws"] == "deterministic"
+    eot = _attack(store, "sdr-learnable", "inhouse", "pgd", 0.1, 2)
+    assert eot["draws"] == "2 draws, one call on the batch replicated 2 times" and eot["estimator"].endswith(
+        "; 2 draws, one call on the batch replicated 2 times"
+    )
 
 
 def _attack(store: ResultsFile, defense: str, library: str, attack: str, eps: float, samples: int) -> dict[str, Any]:

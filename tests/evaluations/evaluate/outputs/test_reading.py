@@ -1,4 +1,4 @@
-"""The evaluation's reading is generated from its records: the committed reading.txt and the README quote it."""
+"""The evaluation's reading is generated from its records (the docs' results page quotes it: tests/test_docs.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ def test_committed_reading_is_generated_from_the_committed_records() -> None:
     assert (REPORT / "reading.txt").read_text() == text + "\n", (
         "run: python -m stochdef.evaluations.evaluate.outputs.reading"
     )
-    assert text in (ROOT / "README.md").read_text()
 
 
 def _attack(defense: str, samples: int, library: str, acc: float, ci: tuple[float, float]) -> dict[str, object]:
