@@ -72,6 +72,8 @@ class EvalConfig:
     source: str = ""
     # attack cells in blocks of this many examples, each seeded on its own (0: the whole batch; store/blocks.py)
     block: int = 0
+    # (defense, surrogate gradient) pairs the defenses declare, attacked adaptively (adaptive.py; derived)
+    surrogates: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_config(self)  # every field, before anything runs (evaluate/checks.py)

@@ -22,13 +22,16 @@ record kind with the store (:func:`..store.results.register_kind`), so no other 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from stochdef.adapters import is_random as draws_differ
+from stochdef.defenses.surrogate import surrogate_gradient
 
 from ... import libraries
 from ...libraries import PGD, Attack
@@ -37,6 +40,7 @@ from ..compute.diagnose import Checks, diagnose, indicator_passes, surrogate_for
 from ..compute.judge import Judge
 from ..compute.run import Run, seed_everything
 from ..compute.transfer import source_examples, transfer_accuracy
+from ..compute.validity import merged, screen
 from ..config import EvalConfig
 from ..store import examples
 from ..store.blocks import block_bits, block_key, block_rows, combine, full_rows
@@ -127,28 +131,39 @@ class AttackCell(Cell):
     defense: str
     library: str
     attack: Attack
+    surrogate: str = ""  # a surrogate gradient the defense declares (adaptive.py); "": its own gradient
 
     @classmethod
-    def of(cls, c: EvalConfig, defense: str, library: str, attack: Attack) -> AttackCell:
+    def of(cls, c: EvalConfig, defense: str, library: str, attack: Attack, surrogate: str = "") -> AttackCell:
+        adaptive = {"surrogate": surrogate} if surrogate else {}
         key = cell_key(
             kind=cls.kind, defense=defense, library=library, attack=attack.name, eps=attack.eps,
-            samples=attack.samples, steps=c.steps, **attack.key_fields(), **c.common(),
+            samples=attack.samples, steps=c.steps, **attack.key_fields(), **adaptive, **c.common(),
         )  # fmt: skip
-        return cls(key, defense, library, attack)
+        return cls(key, defense, library, attack, surrogate)
 
     @property
     def label(self) -> str:
-        return f"{self.attack.name}/{self.library}/samples {self.attack.samples}"
+        via = f"/{self.surrogate} gradient" if self.surrogate else ""
+        return f"{self.attack.name}/{self.library}/samples {self.attack.samples}{via}"
+
+    def gradient(self, model: torch.nn.Module) -> AbstractContextManager[Any]:
+        """The context the attack runs in: the declared surrogate gradient switched on, if the cell has one."""
+        return surrogate_gradient(model, self.surrogate) if self.surrogate else contextlib.nullcontext()
 
     def defenses(self) -> tuple[str, ...]:
         return (self.defense,)
+
+    def threat(self) -> dict[str, Any]:
+        """The threat model its examples are checked against (:mod:`..compute.validity`)."""
+        return {"eps": self.attack.eps, "norm": self.attack.norm, "bounds": self.attack.bounds}
 
     def header(self, run: Run) -> dict[str, Any]:
         """The cell's settings, and ``skipped`` (why) when it does not run."""
         a, steps = self.attack, run.config.steps
         fields = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
         fields.update(samples=a.samples, steps=steps, step=2.5 * a.radius / steps, bounds=a.bounds)
-        fields.update(a.record_fields())
+        fields.update(a.record_fields(), **({"surrogate": self.surrogate} if self.surrogate else {}))
         reason = libraries.unsupported(self.library, a)
         if reason is not None:
             fields["skipped"] = f"{self.library} has no counterpart: {reason}"
@@ -173,7 +188,8 @@ class AttackCell(Cell):
 
     def combined(self, run: Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """The cell's record fields from its blocks' (in row order)."""
-        return {**self.header(run), "estimator": libraries.estimator(self.library, self.attack), **combine(partials)}
+        estimator = libraries.estimator(self.library, self.attack)
+        return {**self.header(run), "estimator": estimator, **combine(partials), **merged(partials)}
 
     def compute(self, run: Run) -> dict[str, Any]:
         fields = self.header(run)
@@ -183,11 +199,13 @@ class AttackCell(Cell):
         if blocks is not None:  # the same blocks, in order, as ranks sharing the cell compute
             return self.combined(run, [block.part(run) for block in blocks])
         model = run.model(self.defense)
-        x_adv = libraries.run(self.library, self.attack, model, run.x, run.y, num_classes=run.num_classes)
+        with self.gradient(model):
+            x_adv = libraries.run(self.library, self.attack, model, run.x, run.y, num_classes=run.num_classes)
+        x_adv, valid = screen(run.x, x_adv, **self.threat(), label=self.label, defense=self.defense)
         delta = (x_adv - run.x).flatten(1)
-        judged = Judge(model, draws(run, self.defense, run.config.judge_samples))(x_adv, run.y)
+        judged = Judge(model, draws(run, self.defense, run.config.judge_samples))(x_adv, run.y, not_broken=~valid.valid)
         fields.update(estimator=libraries.estimator(self.library, self.attack))
-        fields.update(linf=float(delta.abs().max()), l2=float(delta.norm(dim=1).max()), **judged)
+        fields.update(linf=float(delta.abs().max()), l2=float(delta.norm(dim=1).max()), **judged, **valid.fields())
         track(run, self.key, self.label, self.defense, self.attack.radius, x_adv, judged["correct"])
         return fields
 
@@ -213,13 +231,15 @@ class BlockCell(Cell):
         model = run.model(cell.defense)
         x, y = run.x[a:b], run.y[a:b]
         with count_forward(run.models) as passes:
-            x_adv = libraries.run(cell.library, cell.attack, model, x, y, num_classes=run.num_classes)
+            with cell.gradient(model):
+                x_adv = libraries.run(cell.library, cell.attack, model, x, y, num_classes=run.num_classes)
+            x_adv, valid = screen(x, x_adv, **cell.threat(), label=cell.label, defense=cell.defense)
             delta = (x_adv - x).flatten(1)
-            judged = Judge(model, draws(run, cell.defense, run.config.judge_samples))(x_adv, y)
+            judged = Judge(model, draws(run, cell.defense, run.config.judge_samples))(x_adv, y, not_broken=~valid.valid)
         everywhere = block_bits(judged["correct"], a, b, len(run.x))
         track(run, self.key, cell.label, cell.defense, cell.attack.radius, full_rows(run.x, x_adv, a, b), everywhere)
         linf, l2 = float(delta.abs().max()), float(delta.norm(dim=1).max())
-        return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total}
+        return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total, **valid.fields()}
 
     def compute(self, run: Run) -> dict[str, Any]:
         return {"cell": self.cell.key, "defense": self.cell.defense, **self.part(run)}
@@ -322,6 +342,22 @@ def attack_cells(c: EvalConfig, defense: str, eps: float, samples: int) -> list[
     return found
 
 
+def adaptive_cells(c: EvalConfig, defense: str, eps: float | None = None) -> list[AttackCell]:
+    """The attack cells through each surrogate gradient ``defense`` declares (``c.surrogates``), at ``eps`` or at
+    every eps: every gradient-based attack of the run, every library and number of draws (DESIGN.md, §C8)."""
+    found = []
+    for d, surrogate in c.surrogates:
+        if d != defense:
+            continue
+        for name in c.attacks:
+            for e in c.eps if eps is None else (eps,):
+                for samples in c.samples:
+                    attack = c.attack(name, e, samples)
+                    if not isinstance(attack, str) and attack.gradients:
+                        found += [AttackCell.of(c, d, library, attack, surrogate) for library in c.libraries]
+    return found
+
+
 def linf_only(c: EvalConfig) -> bool:
     """Whether the run skips its indicators and transfer matrix because they are L-inf checks and the run is not."""
     return c.norm != "linf" and (c.indicators or c.transfer)
@@ -337,6 +373,7 @@ def grid(c: EvalConfig) -> list[Cell]:
                     attack = c.attack(name, eps, samples)
                     if not isinstance(attack, str):
                         cells += [AttackCell.of(c, d, library, attack) for library in c.libraries]
+        cells += adaptive_cells(c, d)
     if linf_only(c):
         return cells
     if c.indicators:
@@ -351,6 +388,7 @@ __all__ = [
     "BlockCell",
     "Cell",
     "CleanCell",
+    "adaptive_cells",
     "IndicatorCell",
     "TransferCell",
     "attack_cells",

@@ -13,6 +13,7 @@ from ..compute.transfer import rho
 from ..config import EvalConfig
 from ..grid.cells import AttackCell, CleanCell, IndicatorCell, TransferCell
 from ..store.results import ResultsFile
+from .threat_model import section as threat_model_section
 from .worst_case import section as worst_case_section
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}  # how the report and the plots name a threat model
@@ -95,6 +96,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         out += [f"### {d}", ""]
         out += _table(["attack", "library", *[f"eps {e}" for e in sorted(c.eps)]], robust_rows(store, c, d))
         out.append("")
+    out += threat_model_section(store, c)
     out += indicator_section(store, c)
     out += transfer_section(store, c)
     if plots:
