@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
     from ..evaluate.api import evaluate, write_outputs
     from ..evaluate.outputs.report import console_table
 
-    config, models, x, y = own_model(args, build_from_args(args))
+    config, x, y, models = own_model(args, build_from_args(args))
     start = time.perf_counter()
     done = evaluate(config, out=args.out, models=models, x=x, y=y, recompute_stale=args.recompute_stale)
     if done.store is None:  # a torchrun rank other than 0: rank 0 reports

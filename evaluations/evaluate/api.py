@@ -36,7 +36,7 @@ from stochdef.defenses.files import atomic_write_text
 from stochdef.defenses.validation import check_bounds, check_input
 
 from .. import libraries as attack_libraries
-from .adaptive import with_surrogates
+from .adaptive import with_declarations
 from .config import DEFAULT_SAMPLES_CAP, EvalConfig, build_config, own_model_config
 from .engine import local, prepare
 from .outputs import model_card, worst_case
@@ -64,7 +64,7 @@ def evaluate(
     (:func:`.distributed.launched`) the cells are split across the ranks."""
     from . import distributed
 
-    config = with_surrogates(config, models)  # the adaptive cells of the defenses' declared surrogates
+    config = with_declarations(config, models)  # the adaptive cells of the defenses' declared surrogates
     if distributed.launched():
         if models or x is not None or config.samples_cap:
             raise ValueError(

@@ -74,6 +74,8 @@ class EvalConfig:
     block: int = 0
     # (defense, surrogate gradient) pairs the defenses declare, attacked adaptively (adaptive.py; derived)
     surrogates: tuple[tuple[str, str], ...] = ()
+    # the defenses a certificate exists for (adaptive.py; derived): their certificate cells
+    certificates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_config(self)  # every field, before anything runs (evaluate/checks.py)

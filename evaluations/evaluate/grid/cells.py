@@ -6,6 +6,8 @@
   ``samples=1`` being the naive single-draw attack and ``samples>1`` the EoT attack (skipped, with the reason,
   for a deterministic defense, where EoT equals naive, and where the library has no counterpart);
 * :class:`BlockCell`: rows ``start:end`` of an attack cell, seeded on their own (``--block``, :mod:`..store.blocks`);
+* :class:`CertificateCell` (defense x eps, for the defenses with a certificate, ``config.certificates``): the
+  examples a certificate proves right on the whole ball (:mod:`..compute.certify`);
 * :class:`IndicatorCell` (per defense): the gradient-obfuscation checks (:mod:`..compute.diagnose`);
 * :class:`TransferCell` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
 
@@ -36,8 +38,9 @@ from stochdef.defenses.surrogate import surrogate_gradient
 from ... import libraries
 from ...libraries import PGD, Attack
 from ..compute.accounting import count_forward
+from ..compute.certify import DESCRIPTIONS, certify_examples, method
 from ..compute.diagnose import Checks, diagnose, indicator_passes, surrogate_for
-from ..compute.judge import Judge
+from ..compute.judge import Judge, accuracy_fields, bits
 from ..compute.run import Run, seed_everything
 from ..compute.transfer import source_examples, transfer_accuracy
 from ..compute.validity import merged, screen
@@ -280,6 +283,37 @@ class IndicatorCell(Cell):
 
 
 @dataclass(frozen=True)
+class CertificateCell(Cell):
+    """Per defense and eps: the examples a certificate proves right on the whole ball (:mod:`..compute.certify`),
+    the lower side of the band whose upper side is the empirical worst case."""
+
+    kind: ClassVar[str] = "certificate"
+    record_kind: ClassVar[Kind] = Kind(("defense", "eps"))
+    defense: str
+    eps: float
+
+    @classmethod
+    def of(cls, c: EvalConfig, defense: str, eps: float) -> CertificateCell:
+        norm = {"norm": c.norm} if c.norm != "linf" else {}
+        return cls(cell_key(kind=cls.kind, defense=defense, eps=eps, **norm, **c.common()), defense, eps)
+
+    def defenses(self) -> tuple[str, ...]:
+        return (self.defense,)
+
+    def cost(self, run: Run, weight: Weight) -> float:  # interval bounds: about 4 passes (the Renyi draws: more)
+        return weight(self.defense) * run.config.n * 4
+
+    def compute(self, run: Run) -> dict[str, Any]:
+        model, fields = run.model(self.defense), {"defense": self.defense, "eps": self.eps}
+        kind = method(model)
+        if kind is None:
+            return {**fields, "skipped": "no certificate (no MWD layer, no noise on the input)"}
+        c = run.config
+        found = certify_examples(model, run.x, run.y, eps=self.eps, norm=c.norm, bounds=c.bounds)
+        return {**fields, "method": DESCRIPTIONS[kind], **accuracy_fields("certified", found), "certified": bits(found)}
+
+
+@dataclass(frozen=True)
 class TransferCell(Cell):
     kind: ClassVar[str] = "transfer"
     record_kind: ClassVar[Kind] = Kind(("acc_ensemble",))
@@ -374,6 +408,7 @@ def grid(c: EvalConfig) -> list[Cell]:
                     if not isinstance(attack, str):
                         cells += [AttackCell.of(c, d, library, attack) for library in c.libraries]
         cells += adaptive_cells(c, d)
+    cells += [CertificateCell.of(c, d, e) for d in c.certificates for e in c.eps]
     if linf_only(c):
         return cells
     if c.indicators:
@@ -387,6 +422,7 @@ __all__ = [
     "AttackCell",
     "BlockCell",
     "Cell",
+    "CertificateCell",
     "CleanCell",
     "adaptive_cells",
     "IndicatorCell",

@@ -26,7 +26,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import worst_case
+from . import bands, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -68,6 +68,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "robust_accuracy_rule": "per-example worst case over every attack, library and EoT count at eps",
         "best_single_attack": None if worst is None else worst["best_single"],
         "best_single_attack_accuracy": None if worst is None else worst["best_single_accuracy"],
+        **bands.card_fields(store, c, defense, eps, worst),
         "robust_accuracy_by_eps": {
             str(e): (s["robust_accuracy"] if (s := worst_case.summary(store, c, defense, e)) else None)
             for e in sorted(c.eps)

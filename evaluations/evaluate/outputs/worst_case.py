@@ -29,6 +29,7 @@ from ...stats import wilson_interval
 from ..config import EvalConfig
 from ..grid.cells import AttackCell, CleanCell, adaptive_cells
 from ..store.results import ResultsFile
+from . import bands
 
 
 def summary_of(correct: Iterable[str]) -> tuple[int, int]:
@@ -117,6 +118,7 @@ def section(store: ResultsFile, c: EvalConfig) -> list[str]:
                 "—"
                 if s is None
                 else "**{:.2f}** [{:.2f}, {:.2f}]".format(s["robust_accuracy"], *s["robust_accuracy_ci"])
+                + bands.marks(store, c, d, e)
             )
         rows.append([d, *cells])
     lines = [
@@ -129,7 +131,8 @@ def section(store: ResultsFile, c: EvalConfig) -> list[str]:
         "| defense | " + " | ".join(f"eps {e} ({c.norm})" for e in eps) + " |",
         "|" + "|".join(" --- " for _ in range(len(eps) + 1)) + "|",
     ]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + ["", *adaptive_note(store, c)]
+    table = ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, *table, "", *bands.notes(store, c), *adaptive_note(store, c)]
 
 
 def adaptive_note(store: ResultsFile, c: EvalConfig) -> list[str]:

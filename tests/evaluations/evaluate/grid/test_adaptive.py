@@ -11,7 +11,7 @@ from torch import nn
 
 from stochdef.defenses.surrogate import switched
 from stochdef.evaluations.evaluate import EvalConfig, evaluate
-from stochdef.evaluations.evaluate.adaptive import with_surrogates
+from stochdef.evaluations.evaluate.adaptive import with_declarations
 from stochdef.evaluations.evaluate.grid.cells import AttackCell, grid
 from stochdef.evaluations.evaluate.outputs.worst_case import section, summary
 
@@ -43,7 +43,7 @@ def test_a_user_model_declaring_a_straight_through_estimate_is_attacked_through_
         dataset="digits", defenses=("quant",), attacks=("pgd", "square"), libraries=("inhouse",), eps=(0.3,),
         samples=(1,), n=60, judge_samples=1, indicators=False, transfer=False, source="test",
     )  # fmt: skip
-    assert with_surrogates(config, {"quant": model}).surrogates == (("quant", "ste"),)
+    assert with_declarations(config, {"quant": model}).surrogates == (("quant", "ste"),)
     done = evaluate(config, out=tmp_path, models={"quant": model}, x=x, y=y, progress=False)
     assert done.config.surrogates == (("quant", "ste"),)
     attacks = [r for r in done.store if r["kind"] == "attack"]
@@ -62,9 +62,9 @@ def test_a_user_model_declaring_a_straight_through_estimate_is_attacked_through_
 def test_zoo_mwd_declares_its_pseudogradient_and_its_cells_join_the_grid() -> None:
     """mwd-256's adaptive cells: every gradient attack x library x draws x eps, keyed apart from its own; the
     explicit spelling mwd-256[psd] gets none (it is already attacked through the pseudogradient)."""
-    config = with_surrogates(EvalConfig(defenses=("mwd-256", "mwd-256[psd]"), attacks=("fgsm", "pgd", "square"),
+    config = with_declarations(EvalConfig(defenses=("mwd-256", "mwd-256[psd]"), attacks=("fgsm", "pgd", "square"),
                                         eps=(0.1, 0.3), samples=(1,)))  # fmt: skip
-    assert config.surrogates == (("mwd-256", "pseudo"),)
+    assert config.surrogates == (("mwd-256", "pseudo"),) and config.certificates == ("mwd-256", "mwd-256[psd]")
     cells = [c for c in grid(config) if isinstance(c, AttackCell)]
     adaptive = [c for c in cells if c.surrogate]
     libraries = len(config.libraries)
