@@ -59,6 +59,25 @@ def robust_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[st
                 for e in sorted(c.eps)
             ]
             rows.append([attack, library, *cells])
+    return rows + adaptive_rows(store, c, defense)
+
+
+def adaptive_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[str]]:
+    """The rows of the attacks through each surrogate gradient ``defense`` declares (``ATTACK [NAME gradient]``)."""
+    naive, eot = min(c.samples), max(c.samples)
+    rows = []
+    for surrogate in (s for d, s in c.surrogates if d == defense):
+        for attack in c.attacks:
+            for library in c.libraries:
+                found = [
+                    [None if isinstance(a, str) or not a.gradients else
+                     AttackCell.of(c, defense, library, a, surrogate).record(store)
+                     for a in (c.attack(attack, e, naive), c.attack(attack, e, eot))]
+                    for e in sorted(c.eps)
+                ]  # fmt: skip
+                if any(r is not None for pair in found for r in pair):
+                    cells = [f"{_fmt(one)} / {_fmt(many)}" for one, many in found]
+                    rows.append([f"{attack} [{surrogate} gradient]", library, *cells])
     return rows
 
 

@@ -13,6 +13,7 @@ from stochdef.defenses.surrogate import switched
 from stochdef.evaluations.evaluate import EvalConfig, evaluate
 from stochdef.evaluations.evaluate.adaptive import with_declarations
 from stochdef.evaluations.evaluate.grid.cells import AttackCell, grid
+from stochdef.evaluations.evaluate.outputs.report import markdown
 from stochdef.evaluations.evaluate.outputs.worst_case import section, summary
 
 
@@ -56,6 +57,7 @@ def test_a_user_model_declaring_a_straight_through_estimate_is_attacked_through_
     assert worst is not None and worst["robust_accuracy"] <= adaptive[0]["acc_ensemble"]
     assert worst["adaptive"] == ["pgd/inhouse/samples 1/ste gradient"]
     assert "- quant: adaptive attacks through its ste gradient: pgd/inhouse." in section(done.store, done.config)
+    assert f"| pgd [ste gradient] | inhouse | {adaptive[0]['acc_ensemble']:.2f}" in markdown(done.store, done.config)
     assert not Quantize().straight_through  # the surrogate is switched off again after the attack
 
 
