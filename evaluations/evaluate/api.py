@@ -107,7 +107,7 @@ def evaluate_model(
     eps: float | Sequence[float],
     norm: str = "linf",
     attacks: Sequence[str] = attack_libraries.DEFAULT_ATTACKS,
-    libraries: Sequence[str] = attack_libraries.LIBRARIES,
+    libraries: Sequence[str] = attack_libraries.DEFAULT_LIBRARIES,
     samples: Sequence[int] | str = (1, 8),
     out: str | Path | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),

@@ -49,7 +49,7 @@ class EvalConfig:
     dataset: str = "mnist5k"
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
     attacks: tuple[str, ...] = libraries.DEFAULT_ATTACKS
-    libraries: tuple[str, ...] = libraries.LIBRARIES
+    libraries: tuple[str, ...] = libraries.DEFAULT_LIBRARIES
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)
     samples: tuple[int, ...] = (1, 8)
     n: int = 100
