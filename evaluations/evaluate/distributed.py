@@ -187,7 +187,9 @@ def _units(run: Run, cell: Cell, shard: Shard) -> list[Cell]:
 def _combine_blocks(run: Run, shard: Shard, phase: list[Cell]) -> None:
     """Rank 0: record every attack cell of ``phase`` whose blocks are all done, from their records (row order)."""
     for cell in phase:
-        blocks = cell.blocks(run) if isinstance(cell, AttackCell) else None
+        if not isinstance(cell, AttackCell):
+            continue
+        blocks = cell.blocks(run)
         if blocks is None or cell.key in shard:
             continue
         partials = [shard.known[block.key] for block in blocks]

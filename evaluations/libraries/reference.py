@@ -47,7 +47,7 @@ def reference_rand(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> Te
     """AutoAttack(version="rand") on ``(x, y)``: its adversarial examples."""
     from pyautoattack import AutoAttack
 
-    runner = AutoAttack(model, norm=_norm(attack), eps=attack.radius, version="rand", seed=library_seed(),  # type: ignore[arg-type]
+    runner = AutoAttack(model, norm=_norm(attack), eps=attack.radius, version="rand", seed=library_seed(),
                         device=x.device)  # fmt: skip
     x_adv, _ = runner.run_standard_evaluation(x, y, batch_size=len(x))
     return x_adv
@@ -59,7 +59,7 @@ def reference_apgd(loss: str) -> Callable[[Any, nn.Module, Tensor, Tensor], Tens
     def run(attack: Any, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         from pyautoattack import AutoAttack
 
-        runner = AutoAttack(model, norm=_norm(attack), eps=attack.radius, version="custom", attacks=[f"apgd-{loss}"],  # type: ignore[arg-type, list-item]
+        runner = AutoAttack(model, norm=_norm(attack), eps=attack.radius, version="custom", attacks=[f"apgd-{loss}"],
                             seed=library_seed(), device=x.device)  # fmt: skip
         runner.apgd.n_iter, runner.apgd.n_restarts, runner.apgd.eot_iter = attack.steps, attack.restarts, 1
         x_adv, _ = runner.run_standard_evaluation(x, y, batch_size=len(x))

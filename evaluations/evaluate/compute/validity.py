@@ -101,7 +101,7 @@ def merged(partials: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     >>> merged([{"invalid": 1, "invalid_reasons": {"non-finite": 1}}, {"invalid": 0, "invalid_reasons": {}}])
     {'invalid': 1, 'invalid_reasons': {'non-finite': 1}}
     """
-    total, reasons = 0, {}
+    total, reasons = 0, dict[str, int]()
     for p in partials:
         total += int(p.get("invalid", 0))
         for reason, count in p.get("invalid_reasons", {}).items():

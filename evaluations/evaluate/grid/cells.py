@@ -164,7 +164,7 @@ class AttackCell(Cell):
     def header(self, run: Run) -> dict[str, Any]:
         """The cell's settings, and ``skipped`` (why) when it does not run."""
         a, steps = self.attack, run.config.steps
-        fields = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
+        fields: dict[str, Any] = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
         fields.update(samples=a.samples, steps=steps, step=2.5 * a.radius / steps, bounds=a.bounds)
         fields.update(a.record_fields(), **({"surrogate": self.surrogate} if self.surrogate else {}))
         reason = libraries.unsupported(self.library, a)
