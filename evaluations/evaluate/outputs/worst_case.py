@@ -139,8 +139,8 @@ def adaptive_note(store: ResultsFile, c: EvalConfig) -> list[str]:
     """Which attacks of the worst case were adaptive (through a surrogate gradient a defense declares)."""
     notes = []
     for d in c.defenses:
-        names = sorted({label(r).split("/", 1)[0] + "/" + r["library"] for e in c.eps for r in cells_at(store, c, d, e)
-                        if r.get("surrogate")})  # fmt: skip
+        found = [r for e in c.eps for r in cells_at(store, c, d, e) if r.get("surrogate")]
+        names = sorted({f"{r['attack']}/{r['library']}" for r in found})
         surrogates = sorted(s for defense, s in c.surrogates if defense == d)
         if names:
             notes.append(f"- {d}: adaptive attacks through its {', '.join(surrogates)} gradient: {', '.join(names)}.")
