@@ -40,7 +40,7 @@ from .adaptive import with_declarations
 from .config import DEFAULT_SAMPLES_CAP, EvalConfig, build_config, own_model_config
 from .engine import local, prepare
 from .outputs import model_card, worst_case
-from .store import samples_auto
+from .store import budgets, samples_auto
 from .store.results import ResultsFile
 from .user_model import fingerprint, load_checkpoint
 
@@ -66,10 +66,10 @@ def evaluate(
 
     config = with_declarations(config, models)  # the adaptive cells of the defenses' declared surrogates
     if distributed.launched():
-        if models or x is not None or config.samples_cap:
+        if models or x is not None or config.samples_cap or config.converge != "off":
             raise ValueError(
                 "under torchrun, evaluate splits zoo defenses with a fixed --samples list; "
-                "--model, --data and --samples auto run in one process"
+                "--model, --data, --samples auto and --converge run in one process"
             )
         store = distributed.evaluate(config, out=Path(out), progress=progress, recompute_stale=recompute_stale)
         return Evaluation(store, config)
@@ -117,6 +117,7 @@ def evaluate_model(
     queries: int = 1000,
     judge_samples: int = 16,
     samples_cap: int = DEFAULT_SAMPLES_CAP,
+    converge: str = "off",
     indicators: bool = False,
     dataset: str = "custom",
     checkpoint: str | Path | None = None,
@@ -147,7 +148,7 @@ def evaluate_model(
     eps_all = (float(eps),) if isinstance(eps, int | float) else tuple(float(e) for e in eps)
     config = build_config(
         dataset=dataset, attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all, samples=samples,
-        samples_cap=samples_cap, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
+        samples_cap=samples_cap, converge=converge, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
         device=str(x.device), indicators=indicators, norm=norm, bounds=bounds, restarts=restarts, queries=queries,
         source=fingerprint(model, x, y),
     )  # fmt: skip
@@ -201,7 +202,7 @@ def write_outputs(store: ResultsFile, c: EvalConfig, out: Path, *, seconds: floa
 
     plots = all_plots(store, c, out)
     text = markdown(store, c, seconds=seconds, plots=plots)
-    extra = samples_auto.report_lines(out)
+    extra = samples_auto.report_lines(out) + budgets.report_lines(out)
     if extra:
         text = text.rstrip("\n") + "\n\n" + "\n".join(extra)
     atomic_write_text(out / "report.md", text)

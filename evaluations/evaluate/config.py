@@ -72,6 +72,8 @@ class EvalConfig:
     source: str = ""
     # attack cells in blocks of this many examples, each seeded on its own (0: the whole batch; store/blocks.py)
     block: int = 0
+    # --converge: double the strongest attack's budget until the worst case settles ("off", "auto", "all")
+    converge: str = "off"
     # (defense, surrogate gradient) pairs the defenses declare, attacked adaptively (adaptive.py; derived)
     surrogates: tuple[tuple[str, str], ...] = ()
     # the defenses a certificate exists for (adaptive.py; derived): their certificate cells
@@ -86,6 +88,7 @@ class EvalConfig:
         if self.samples_cap:
             check_int("samples_cap", self.samples_cap)
         check_int("block", self.block, minimum=0)
+        check_choice("converge", self.converge, ("off", "auto", "all"))
         if self.checkpoint is not None and len(self.defenses) != 1:
             raise ValueError(f"checkpoint {self.checkpoint!r} needs exactly one defense, got {list(self.defenses)}")
 
@@ -166,6 +169,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("steps", ("--steps",), "steps of the iterative attacks (PGD, APGD)"),
     Setting("block", ("--block",), "attack each cell's examples in blocks of this many, each seeded on its own, so "
             "that torchrun's ranks can share a long cell (0: the whole batch at once; the numbers depend on it)"),
+    Setting("converge", ("--converge",), "double the strongest attack's steps (and restarts) per defense until the "
+            "worst case settles, up to 8 times: 'all' defenses, 'auto' (those whose attack-failure indicators fired) "
+            "or 'off'; each doubling is one more cell of that attack (budgets.json, the report and the card say where "
+            "it converged)"),
     Setting("judge_samples", ("--judge-samples",), "draws in the random defenses' ensemble prediction that judges "
             "every cell (cost grows with it)"),
     Setting("seed", ("--seed",), "run seed (each cell's seed derives from it)"),

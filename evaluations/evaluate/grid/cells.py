@@ -25,6 +25,7 @@ record kind with the store (:func:`..store.results.register_kind`), so no other 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -392,6 +393,23 @@ def adaptive_cells(c: EvalConfig, defense: str, eps: float | None = None) -> lis
     return found
 
 
+BUDGET_FACTORS = (2, 4, 8)  # --converge: the strongest attack at these times the run's steps (and restarts)
+
+
+def budget_cell(c: EvalConfig, record: dict[str, Any], factor: int) -> tuple[EvalConfig, AttackCell] | None:
+    """The config and the cell of attack cell ``record`` at ``factor`` times the run's steps (and restarts, where
+    the attack has them): a cell of ``--converge`` (:mod:`..converge`); None when the attack has no steps."""
+    kind = libraries.get(record["attack"])
+    if not kind.takes_steps:
+        return None
+    restarts = c.restarts * factor if kind.takes_restarts else c.restarts
+    bigger = dataclasses.replace(c, steps=c.steps * factor, restarts=restarts)
+    attack = bigger.attack(record["attack"], record["eps"], record["samples"])
+    if isinstance(attack, str):
+        return None
+    return bigger, AttackCell.of(bigger, record["defense"], record["library"], attack, record.get("surrogate", ""))
+
+
 def linf_only(c: EvalConfig) -> bool:
     """Whether the run skips its indicators and transfer matrix because they are L-inf checks and the run is not."""
     return c.norm != "linf" and (c.indicators or c.transfer)
@@ -425,6 +443,7 @@ __all__ = [
     "CertificateCell",
     "CleanCell",
     "adaptive_cells",
+    "budget_cell",
     "IndicatorCell",
     "TransferCell",
     "attack_cells",

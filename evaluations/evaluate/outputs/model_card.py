@@ -79,6 +79,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "libraries": list(c.libraries),
         "eot_samples": list(c.samples),
         "samples_auto": None if chosen is None else chosen["defenses"].get(defense),
+        "budget": budget_of(out, defense),
         "steps": c.steps,
         "restarts": c.restarts,
         **budgets(c),
@@ -90,6 +91,15 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "worst_case_file": npz_path.name if arrays is not None else None,
         "examples": [] if arrays is None else per_example(arrays),
     }
+
+
+def budget_of(out: Path, defense: str) -> dict[str, Any] | None:
+    """The ``--converge`` curve of ``defense`` and its verdict (None when its budget was not doubled)."""
+    from ..store.budgets import read, verdict
+
+    data = read(out)
+    entry = None if data is None else data["defenses"].get(defense)
+    return None if entry is None else {**entry, "verdict": verdict(entry)}
 
 
 def budgets(c: EvalConfig) -> dict[str, Any]:

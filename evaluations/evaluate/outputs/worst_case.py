@@ -27,7 +27,7 @@ import numpy as np
 
 from ...stats import wilson_interval
 from ..config import EvalConfig
-from ..grid.cells import AttackCell, CleanCell, adaptive_cells
+from ..grid.cells import BUDGET_FACTORS, AttackCell, CleanCell, adaptive_cells, budget_cell
 from ..store.results import ResultsFile
 from . import bands
 
@@ -70,6 +70,12 @@ def cells_at(
         record = cell.record(store)
         if record is not None and "correct" in record and (samples is None or cell.attack.samples == samples):
             found.append(record)
+    for base in list(found):  # the doubled budgets of --converge (converge.py)
+        for factor in BUDGET_FACTORS:
+            made = budget_cell(c, base, factor)
+            record = None if made is None else made[1].record(store)
+            if record is not None and "correct" in record:
+                found.append(record)
     return found
 
 
