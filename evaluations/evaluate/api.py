@@ -69,7 +69,7 @@ def evaluate(
         if models or x is not None or config.samples_cap or config.converge != "off":
             raise ValueError(
                 "under torchrun, evaluate splits zoo defenses with a fixed --samples list; "
-                "--model, --data, --samples auto and --converge run in one process"
+                "--model, --data, --converge and --samples auto run in one process"
             )
         store = distributed.evaluate(config, out=Path(out), progress=progress, recompute_stale=recompute_stale)
         return Evaluation(store, config)
