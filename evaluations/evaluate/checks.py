@@ -114,8 +114,8 @@ def whole_range(eps: Sequence[float], *, norm: str, bounds: tuple[float, float],
     eps in pixel units, e.g. 8 for 8/255), else ``None``. The range's diameter is its width under L-inf and
     ``width * sqrt(dims)`` under L2.
 
-    >>> whole_range((0.1, 2.0), norm="linf", bounds=(0.0, 1.0), dims=784)[:64]
-    'eps 2.0 covers the whole input range [0.0, 1.0] under linf (its d'
+    >>> print(whole_range((0.1, 2.0), norm="linf", bounds=(0.0, 1.0), dims=784))  # doctest: +ELLIPSIS
+    eps 2.0 covers the whole input range [0.0, 1.0] under linf (its diameter is 1): ...
     >>> whole_range((2.0,), norm="l2", bounds=(0.0, 1.0), dims=784) is None
     True
     """

@@ -78,7 +78,9 @@ ATTACKS: dict[str, Make] = {
     "Pixle": lambda m: ta.Pixle(m, x_dimensions=(1, 2), y_dimensions=(1, 2), restarts=2, max_iterations=2),
     "FAB": lambda m: ta.FAB(m, eps=EPS, steps=STEPS),
     "AutoAttack": lambda m: ta.AutoAttack(m, eps=EPS, seed=0),
-    "Square": lambda m: ta.Square(m, eps=EPS, n_queries=300),  # fewer left a noisy model unmoved (its margin test sees noise)
+    "Square": lambda m: ta.Square(
+        m, eps=EPS, n_queries=300
+    ),  # fewer left a noisy model unmoved (its margin test sees noise)
     "LGV": _lgv,
 }
 

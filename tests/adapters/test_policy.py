@@ -182,7 +182,7 @@ def test_each_adapter_says_it_under_pythons_default_filter() -> None:
         for library in ("foolbox", "torchattacks"):
             _fgsm(library, _dropout_mlp().eval(), x, y, 8)
     found = [w for w in caught if issubclass(w.category, IdenticalDrawsWarning)]
-    assert len(found) == 2 and all(w.filename.endswith("randomness.py") for w in found)
+    assert len(found) == 2 and all(w.filename.endswith("draws.py") for w in found)
 
 
 def test_the_draw_check_leaves_no_trace() -> None:
