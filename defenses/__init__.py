@@ -108,6 +108,7 @@ from .sensitivity import (
     operator_norm_bound,
     sequential_sensitivity,
 )
+from .surrogate import METHOD, declared, surrogate_gradient, switched
 from .training import History, accuracy, cross_entropy_loss, fit, make_optimizer, pgd_adversary
 
 __all__ = [
@@ -217,6 +218,10 @@ __all__ = [
     "sdr_layers",
     "sdr_mlp",
     "sequential_sensitivity",
+    "METHOD",
+    "declared",
+    "surrogate_gradient",
+    "switched",
     "set_gradient",
     "set_stochastic",
     "small_cnn",

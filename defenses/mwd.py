@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from contextlib import AbstractContextManager
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,10 @@ class MWDLayer(nn.Module):
         """Put ``u`` back in ``u_bounds`` and ``w`` in ``input_range``."""
         self.u.clamp_(*self.u_bounds)
         self.w.clamp_(*self.input_range)
+
+    def surrogate_gradients(self) -> dict[str, Callable[[], AbstractContextManager[Any]]]:
+        """The pseudogradient as a declared surrogate (:mod:`.surrogate`): evaluations attack through it too."""
+        return {"pseudo": lambda: gradient_mode(self, "pseudo")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_features:

@@ -72,6 +72,7 @@ def _argparse_options() -> dict[str, dict[str, Any]]:
         "bounds": {"type": _bounds, "default": default.bounds},
         "restarts": {"type": int, "default": default.restarts},
         "queries": {"type": int, "default": default.queries},
+        "converge": {"choices": ("off", "auto", "all"), "default": default.converge},
         "checkpoint": {"type": Path},
         "out": {"type": Path, "default": Path("stochdef-results")},
         "recompute_stale": {"action": "store_true"},

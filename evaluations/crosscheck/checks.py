@@ -29,7 +29,7 @@ from ..libraries import Attack, DeepFool, FGSMMinimal, unsupported
 from ..stats import two_proportion_tolerance
 from .models import Trained
 
-LIBRARIES: tuple[str, ...] = tuple(lib for lib in libraries.LIBRARIES if lib != "inhouse")
+LIBRARIES: tuple[str, ...] = tuple(lib for lib in libraries.DEFAULT_LIBRARIES if lib != "inhouse")
 
 EXACT_TOL = 1e-6
 L2_TOL = 1e-5  # L2 PGD vs ART / torchattacks: how far apart an example must be to count as diverged

@@ -37,10 +37,11 @@ from stochdef.defenses.files import atomic_write_text
 from stochdef.defenses.validation import check_bounds, check_input
 
 from .. import libraries as attack_libraries
+from .adaptive import with_declarations
 from .config import DEFAULT_SAMPLES_CAP, EvalConfig, build_config, own_model_config
 from .engine import local, prepare
 from .outputs import model_card, worst_case
-from .store import samples_auto
+from .store import budgets, samples_auto
 from .store.results import ResultsFile
 from .user_model import fingerprint, load_checkpoint
 
@@ -64,11 +65,12 @@ def evaluate(
     (:func:`.distributed.launched`) the cells are split across the ranks."""
     from . import distributed
 
+    config = with_declarations(config, models)  # the adaptive cells of the defenses' declared surrogates
     if distributed.launched():
-        if models or x is not None or config.samples_cap:
+        if models or x is not None or config.samples_cap or config.converge != "off":
             raise ValueError(
                 "under torchrun, evaluate splits zoo defenses with a fixed --samples list; "
-                "--model, --data and --samples auto run in one process"
+                "--model, --data, --converge and --samples auto run in one process"
             )
         store = distributed.evaluate(config, out=Path(out), progress=progress, recompute_stale=recompute_stale)
         return Evaluation(store, config)
@@ -108,7 +110,7 @@ def evaluate_model(
     eps: float | Sequence[float],
     norm: str = "linf",
     attacks: Sequence[str] = attack_libraries.DEFAULT_ATTACKS,
-    libraries: Sequence[str] = attack_libraries.LIBRARIES,
+    libraries: Sequence[str] = attack_libraries.DEFAULT_LIBRARIES,
     samples: Sequence[int] | str = (1, 8),
     out: str | Path | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
@@ -118,6 +120,7 @@ def evaluate_model(
     queries: int = 1000,
     judge_samples: int = 16,
     samples_cap: int = DEFAULT_SAMPLES_CAP,
+    converge: str = "off",
     indicators: bool = False,
     dataset: str = "custom",
     checkpoint: str | Path | None = None,
@@ -146,7 +149,7 @@ def evaluate_model(
     eps_all = (float(eps),) if isinstance(eps, int | float) else tuple(float(e) for e in eps)
     config = build_config(
         dataset=dataset, attacks=tuple(attacks), libraries=tuple(libraries), eps=eps_all, samples=samples,
-        samples_cap=samples_cap, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
+        samples_cap=samples_cap, converge=converge, steps=steps, block=block, judge_samples=judge_samples, seed=seed,
         device=str(x.device), indicators=indicators, norm=norm, bounds=bounds, restarts=restarts, queries=queries,
         source=fingerprint(*models.values(), x, y, extra=list(models) if len(models) > 1 else ()),
     )  # fmt: skip
@@ -222,7 +225,7 @@ def write_outputs(store: ResultsFile, c: EvalConfig, out: Path, *, seconds: floa
 
     plots = all_plots(store, c, out)
     text = markdown(store, c, seconds=seconds, plots=plots)
-    extra = samples_auto.report_lines(out)
+    extra = samples_auto.report_lines(out) + budgets.report_lines(out)
     if extra:
         text = text.rstrip("\n") + "\n\n" + "\n".join(extra)
     atomic_write_text(out / "report.md", text)

@@ -52,7 +52,7 @@ class EvalConfig:
     dataset: str = "mnist5k"
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
     attacks: tuple[str, ...] = libraries.DEFAULT_ATTACKS
-    libraries: tuple[str, ...] = libraries.LIBRARIES
+    libraries: tuple[str, ...] = libraries.DEFAULT_LIBRARIES
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)
     samples: tuple[int, ...] = (1, 8)
     n: int = 100
@@ -76,6 +76,12 @@ class EvalConfig:
     source: str = ""
     # attack cells in blocks of this many examples, each seeded on its own (0: the whole batch; store/blocks.py)
     block: int = 0
+    # --converge: double the strongest attack's budget until the worst case settles ("off", "auto", "all")
+    converge: str = "off"
+    # (defense, surrogate gradient) pairs the defenses declare, attacked adaptively (adaptive.py; derived)
+    surrogates: tuple[tuple[str, str], ...] = ()
+    # the defenses a certificate exists for (adaptive.py; derived): their certificate cells
+    certificates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_config(self)  # every field, before anything runs (evaluate/checks.py)
@@ -86,6 +92,7 @@ class EvalConfig:
         if self.samples_cap:
             check_int("samples_cap", self.samples_cap)
         check_int("block", self.block, minimum=0)
+        check_choice("converge", self.converge, ("off", "auto", "all"))
         if self.checkpoint is not None and len(self.checkpoints()) != len(self.defenses):
             raise ValueError(
                 f"checkpoint {self.checkpoint!r} needs one file per "
@@ -182,6 +189,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("steps", ("--steps",), "steps of the iterative attacks (PGD, APGD)"),
     Setting("block", ("--block",), "attack each cell's examples in blocks of this many, each seeded on its own, so "
             "that torchrun's ranks can share a long cell (0: the whole batch at once; the numbers depend on it)"),
+    Setting("converge", ("--converge",), "double the strongest attack's steps (and restarts) per defense until the "
+            "worst case settles, up to 8 times: 'all' defenses, 'auto' (those whose attack-failure indicators fired) "
+            "or 'off'; each doubling is one more cell of that attack (budgets.json, the report and the card say where "
+            "it converged)"),
     Setting("judge_samples", ("--judge-samples",), "draws in the random defenses' ensemble prediction that judges "
             "every cell (cost grows with it)"),
     Setting("seed", ("--seed",), "run seed (each cell's seed derives from it)"),

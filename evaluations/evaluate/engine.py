@@ -33,6 +33,7 @@ from .compute.accounting import count_forward
 from .compute.diagnose import SURROGATES
 from .compute.run import Run, check_defense_name, seed_everything, training_notice
 from .config import EvalConfig
+from .converge import run_converge
 from .grid.cells import Cell, grid, linf_only
 from .store.provenance import differences, summary
 from .store.results import ResultsFile, cell_seed
@@ -177,8 +178,11 @@ def run_checked(run: Run, *, progress: bool = True, recompute_stale: bool = Fals
         run.model(name)  # a missing or bad checkpoint fails before the first cell
     retire_stale(run, grid(config), store.path.parent, recompute_stale=recompute_stale)
     if config.samples_cap:
-        return run_auto(run, lambda r: run_cells(r, progress=progress))
-    return run_cells(run, progress=progress)
+        run_auto(run, lambda r: run_cells(r, progress=progress))
+    else:
+        run_cells(run, progress=progress)
+    run_converge(run, compute)  # --converge: the doubled budgets, after the indicators that may ask for them
+    return store
 
 
 def run_cells(run: Run, *, progress: bool = True) -> ResultsFile:

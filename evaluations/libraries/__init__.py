@@ -27,7 +27,7 @@ from .attacks.fgsm import FGSM, FGSMMinimal
 from .attacks.iterative import BIM, PGD, PGDRS
 from .attacks.localsearch import LocalSearch
 from .attacks.square import Square
-from .base import ESTIMATORS, LIBRARIES, NORMS, Attack, Runner
+from .base import DEFAULT_LIBRARIES, ESTIMATORS, LIBRARIES, NORMS, Attack, Runner
 from .calls import library_seed, restarted
 from .registry import default_attacks, get, make, names
 from .wrapping import estimator, run, run_inhouse, unsupported, wrap
@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_ATTACKS",
     "ESTIMATORS",
     "FGSM",
+    "DEFAULT_LIBRARIES",
     "LIBRARIES",
     "NORMS",
     "PGD",

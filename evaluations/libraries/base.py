@@ -28,13 +28,17 @@ import torch
 from stochdef.defenses.validation import check_bounds, check_choice, check_int, check_range
 
 Tensor = torch.Tensor
-LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
+LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks", "autoattack")
+#: the libraries a run uses unless told (Croce & Hein's reference AutoAttack, ``autoattack``, is an extra and costs
+#: 10 times torchattacks' port of AutoAttack-rand: ``--library`` adds it)
+DEFAULT_LIBRARIES: tuple[str, ...] = ("inhouse", "foolbox", "art", "torchattacks")
 NORMS: tuple[str, ...] = ("linf", "l2")
 ESTIMATORS: dict[str, str] = {
     "inhouse": "exact mean of per-draw loss gradients (eot_gradient)",
     "art": "exact mean of per-draw loss gradients (EoTClassifier.loss_gradient)",
     "foolbox": "gradient of the mean logits (EoT module)",
     "torchattacks": "gradient of the mean logits (EoT module)",
+    "autoattack": "gradient of the mean logits (EoT module)",
 }
 GRADIENT_PASSES = 3.0  # a forward and a backward pass cost about three forwards
 
@@ -54,6 +58,7 @@ class Runner:
 
 UNIT_BOX: Limit = (lambda a: a.bounds != (0.0, 1.0), "torchattacks assumes inputs in [0, 1]")
 NOT_INHOUSE = "not written in-house: stochdef runs the libraries' implementation"
+NOT_AUTOATTACK = "stochdef runs only AutoAttack-rand, APGD-CE and APGD-DLR from Croce & Hein's package"
 
 
 def is_l2(attack: Attack) -> bool:

@@ -50,10 +50,14 @@ class Judge:
     draws: DrawKind | None = None
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, not_broken: torch.Tensor | None = None) -> dict[str, Any]:
+        """The verdicts on ``x``; an example marked in ``not_broken`` (one outside the threat model,
+        :mod:`.validity`) counts as correct whatever the model says."""
         single = (self.model(x).argmax(1) == y).cpu()
         probs = EoT(self.model, samples=self.samples, reduce="probs", draws=self.draws)(x).exp().cpu()
         ensemble = probs.argmax(1) == y.cpu()
+        if not_broken is not None:
+            single, ensemble = single | not_broken.cpu(), ensemble | not_broken.cpu()
         kind = output_kind(self.model)
         confidence = probs if kind == "logits" else EoT(self.model, samples=self.samples, draws=self.draws)(x).cpu()
         return {

@@ -6,6 +6,8 @@
   ``samples=1`` being the naive single-draw attack and ``samples>1`` the EoT attack (skipped, with the reason,
   for a deterministic defense, where EoT equals naive, and where the library has no counterpart);
 * :class:`BlockCell`: rows ``start:end`` of an attack cell, seeded on their own (``--block``, :mod:`..store.blocks`);
+* :class:`CertificateCell` (defense x eps, for the defenses with a certificate, ``config.certificates``): the
+  examples a certificate proves right on the whole ball (:mod:`..compute.certify`);
 * :class:`IndicatorCell` (per defense): the gradient-obfuscation checks (:mod:`..compute.diagnose`);
 * :class:`TransferCell` (defense pairs): accuracy of B on adversarial examples made on A (Adv-BNN eq. 14).
 
@@ -22,7 +24,10 @@ record kind with the store (:func:`..store.results.register_kind`), so no other 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,14 +36,17 @@ import torch
 from stochdef.adapters import DrawKind, draws_taken
 from stochdef.adapters import is_random as draws_differ
 from stochdef.adapters.draws import PROBE_DRAWS, probe
+from stochdef.defenses.surrogate import surrogate_gradient
 
 from ... import libraries
 from ...libraries import PGD, Attack
 from ..compute.accounting import count_forward
+from ..compute.certify import DESCRIPTIONS, certify_examples, method
 from ..compute.diagnose import Checks, diagnose, indicator_passes, surrogate_for
-from ..compute.judge import Judge
+from ..compute.judge import Judge, accuracy_fields, bits
 from ..compute.run import Run, seed_everything
 from ..compute.transfer import source_examples, transfer_accuracy
+from ..compute.validity import merged, screen
 from ..config import EvalConfig
 from ..store import examples
 from ..store.blocks import block_bits, block_key, block_rows, combine, full_rows
@@ -156,28 +164,39 @@ class AttackCell(Cell):
     defense: str
     library: str
     attack: Attack
+    surrogate: str = ""  # a surrogate gradient the defense declares (adaptive.py); "": its own gradient
 
     @classmethod
-    def of(cls, c: EvalConfig, defense: str, library: str, attack: Attack) -> AttackCell:
+    def of(cls, c: EvalConfig, defense: str, library: str, attack: Attack, surrogate: str = "") -> AttackCell:
+        adaptive = {"surrogate": surrogate} if surrogate else {}
         key = cell_key(
             kind=cls.kind, defense=defense, library=library, attack=attack.name, eps=attack.eps,
-            samples=attack.samples, steps=c.steps, **attack.key_fields(), **c.common(),
+            samples=attack.samples, steps=c.steps, **attack.key_fields(), **adaptive, **c.common(),
         )  # fmt: skip
-        return cls(key, defense, library, attack)
+        return cls(key, defense, library, attack, surrogate)
 
     @property
     def label(self) -> str:
-        return f"{self.attack.name}/{self.library}/samples {self.attack.samples}"
+        via = f"/{self.surrogate} gradient" if self.surrogate else ""
+        return f"{self.attack.name}/{self.library}/samples {self.attack.samples}{via}"
+
+    def gradient(self, model: torch.nn.Module) -> AbstractContextManager[Any]:
+        """The context the attack runs in: the declared surrogate gradient switched on, if the cell has one."""
+        return surrogate_gradient(model, self.surrogate) if self.surrogate else contextlib.nullcontext()
 
     def defenses(self) -> tuple[str, ...]:
         return (self.defense,)
+
+    def threat(self) -> dict[str, Any]:
+        """The threat model its examples are checked against (:mod:`..compute.validity`)."""
+        return {"eps": self.attack.eps, "norm": self.attack.norm, "bounds": self.attack.bounds}
 
     def header(self, run: Run) -> dict[str, Any]:
         """The cell's settings, and ``skipped`` (why) when it does not run."""
         a, steps = self.attack, run.config.steps
         fields: dict[str, Any] = {"defense": self.defense, "library": self.library, "attack": a.name, "eps": a.eps}
         fields.update(samples=a.samples, steps=steps, step=2.5 * a.radius / steps, bounds=a.bounds)
-        fields.update(a.record_fields())
+        fields.update(a.record_fields(), **({"surrogate": self.surrogate} if self.surrogate else {}))
         fields.update(taken(run, self.defense, a.samples, draws(run, self.defense, run.config.judge_samples)))
         reason = libraries.unsupported(self.library, a)
         if reason is not None:
@@ -204,7 +223,7 @@ class AttackCell(Cell):
     def combined(self, run: Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """The cell's record fields from its blocks' (in row order)."""
         fields = {**self.header(run), "estimator": estimator(run, self.defense, self.library, self.attack)}
-        return {**fields, **combine(partials)}
+        return {**fields, **combine(partials), **merged(partials)}
 
     def compute(self, run: Run) -> dict[str, Any]:
         fields = self.header(run)
@@ -214,12 +233,14 @@ class AttackCell(Cell):
         if blocks is not None:  # the same blocks, in order, as ranks sharing the cell compute
             return self.combined(run, [block.part(run) for block in blocks])
         model = run.model(self.defense)
-        x_adv = libraries.run(self.library, self.attack, model, run.x, run.y, num_classes=run.num_classes)
+        with self.gradient(model):
+            x_adv = libraries.run(self.library, self.attack, model, run.x, run.y, num_classes=run.num_classes)
+        x_adv, valid = screen(run.x, x_adv, **self.threat(), label=self.label, defense=self.defense)
         delta = (x_adv - run.x).flatten(1)
         judge = Judge(model, draws(run, self.defense, run.config.judge_samples), draws=draw_kind_of(run, self.defense))
-        judged = judge(x_adv, run.y)
+        judged = judge(x_adv, run.y, not_broken=~valid.valid)
         fields.update(estimator=estimator(run, self.defense, self.library, self.attack))
-        fields.update(linf=float(delta.abs().max()), l2=float(delta.norm(dim=1).max()), **judged)
+        fields.update(linf=float(delta.abs().max()), l2=float(delta.norm(dim=1).max()), **judged, **valid.fields())
         track(run, self.key, self.label, self.defense, self.attack.radius, x_adv, judged["correct"])
         return fields
 
@@ -245,16 +266,18 @@ class BlockCell(Cell):
         model = run.model(cell.defense)
         x, y = run.x[a:b], run.y[a:b]
         with count_forward(run.models) as passes:
-            x_adv = libraries.run(cell.library, cell.attack, model, x, y, num_classes=run.num_classes)
+            with cell.gradient(model):
+                x_adv = libraries.run(cell.library, cell.attack, model, x, y, num_classes=run.num_classes)
+            x_adv, valid = screen(x, x_adv, **cell.threat(), label=cell.label, defense=cell.defense)
             delta = (x_adv - x).flatten(1)
             judge = Judge(
                 model, draws(run, cell.defense, run.config.judge_samples), draws=draw_kind_of(run, cell.defense)
             )
-            judged = judge(x_adv, y)
+            judged = judge(x_adv, y, not_broken=~valid.valid)
         everywhere = block_bits(judged["correct"], a, b, len(run.x))
         track(run, self.key, cell.label, cell.defense, cell.attack.radius, full_rows(run.x, x_adv, a, b), everywhere)
         linf, l2 = float(delta.abs().max()), float(delta.norm(dim=1).max())
-        return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total}
+        return {"linf": linf, "l2": l2, **judged, "forward_passes": passes.total, **valid.fields()}
 
     def compute(self, run: Run) -> dict[str, Any]:
         return {"cell": self.cell.key, "defense": self.cell.defense, **self.part(run)}
@@ -295,6 +318,37 @@ class IndicatorCell(Cell):
         checks = self.checks(run)
         found = diagnose(model, surrogate, run.x, run.y, checks, defense=self.defense)
         return {"defense": self.defense, **taken(run, self.defense, checks.samples, checks.judge), "indicators": found}
+
+
+@dataclass(frozen=True)
+class CertificateCell(Cell):
+    """Per defense and eps: the examples a certificate proves right on the whole ball (:mod:`..compute.certify`),
+    the lower side of the band whose upper side is the empirical worst case."""
+
+    kind: ClassVar[str] = "certificate"
+    record_kind: ClassVar[Kind] = Kind(("defense", "eps"))
+    defense: str
+    eps: float
+
+    @classmethod
+    def of(cls, c: EvalConfig, defense: str, eps: float) -> CertificateCell:
+        norm = {"norm": c.norm} if c.norm != "linf" else {}
+        return cls(cell_key(kind=cls.kind, defense=defense, eps=eps, **norm, **c.common()), defense, eps)
+
+    def defenses(self) -> tuple[str, ...]:
+        return (self.defense,)
+
+    def cost(self, run: Run, weight: Weight) -> float:  # interval bounds: about 4 passes (the Renyi draws: more)
+        return weight(self.defense) * run.config.n * 4
+
+    def compute(self, run: Run) -> dict[str, Any]:
+        model, fields = run.model(self.defense), {"defense": self.defense, "eps": self.eps}
+        kind = method(model)
+        if kind is None:
+            return {**fields, "skipped": "no certificate (no MWD layer, no noise on the input)"}
+        c = run.config
+        found = certify_examples(model, run.x, run.y, eps=self.eps, norm=c.norm, bounds=c.bounds)
+        return {**fields, "method": DESCRIPTIONS[kind], **accuracy_fields("certified", found), "certified": bits(found)}
 
 
 @dataclass(frozen=True)
@@ -363,6 +417,39 @@ def attack_cells(c: EvalConfig, defense: str, eps: float, samples: int) -> list[
     return found
 
 
+def adaptive_cells(c: EvalConfig, defense: str, eps: float | None = None) -> list[AttackCell]:
+    """The attack cells through each surrogate gradient ``defense`` declares (``c.surrogates``), at ``eps`` or at
+    every eps: every gradient-based attack of the run, every library and number of draws (DESIGN.md, §C8)."""
+    found = []
+    for d, surrogate in c.surrogates:
+        if d != defense:
+            continue
+        for name in c.attacks:
+            for e in c.eps if eps is None else (eps,):
+                for samples in c.samples:
+                    attack = c.attack(name, e, samples)
+                    if not isinstance(attack, str) and attack.gradients:
+                        found += [AttackCell.of(c, d, library, attack, surrogate) for library in c.libraries]
+    return found
+
+
+BUDGET_FACTORS = (2, 4, 8)  # --converge: the strongest attack at these times the run's steps (and restarts)
+
+
+def budget_cell(c: EvalConfig, record: dict[str, Any], factor: int) -> tuple[EvalConfig, AttackCell] | None:
+    """The config and the cell of attack cell ``record`` at ``factor`` times the run's steps (and restarts, where
+    the attack has them): a cell of ``--converge`` (:mod:`..converge`); None when the attack has no steps."""
+    kind = libraries.get(record["attack"])
+    if not kind.takes_steps:
+        return None
+    restarts = c.restarts * factor if kind.takes_restarts else c.restarts
+    bigger = dataclasses.replace(c, steps=c.steps * factor, restarts=restarts)
+    attack = bigger.attack(record["attack"], record["eps"], record["samples"])
+    if isinstance(attack, str):
+        return None
+    return bigger, AttackCell.of(bigger, record["defense"], record["library"], attack, record.get("surrogate", ""))
+
+
 def linf_only(c: EvalConfig) -> bool:
     """Whether the run skips its indicators and transfer matrix because they are L-inf checks and the run is not."""
     return c.norm != "linf" and (c.indicators or c.transfer)
@@ -378,6 +465,8 @@ def grid(c: EvalConfig) -> list[Cell]:
                     attack = c.attack(name, eps, samples)
                     if not isinstance(attack, str):
                         cells += [AttackCell.of(c, d, library, attack) for library in c.libraries]
+        cells += adaptive_cells(c, d)
+    cells += [CertificateCell.of(c, d, e) for d in c.certificates for e in c.eps]
     if linf_only(c):
         return cells
     if c.indicators:
@@ -391,7 +480,10 @@ __all__ = [
     "AttackCell",
     "BlockCell",
     "Cell",
+    "CertificateCell",
     "CleanCell",
+    "adaptive_cells",
+    "budget_cell",
     "IndicatorCell",
     "TransferCell",
     "attack_cells",

@@ -30,7 +30,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import flags, worst_case
+from . import bands, flags, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -72,6 +72,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "robust_accuracy_rule": "per-example worst case over every attack, library and EoT count at eps",
         "best_single_attack": None if worst is None else worst["best_single"],
         "best_single_attack_accuracy": None if worst is None else worst["best_single_accuracy"],
+        **bands.card_fields(store, c, defense, eps, worst),
         "robust_accuracy_by_eps": {
             str(e): (s["robust_accuracy"] if (s := worst_case.summary(store, c, defense, e)) else None)
             for e in sorted(c.eps)
@@ -86,6 +87,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "eot_samples": list(c.samples),
         "eot_draws": {str(s): draws_taken(clean.get("draws"), s) for s in c.samples},
         "samples_auto": None if chosen is None else chosen["defenses"].get(defense),
+        "budget": budget_of(out, defense),
         "steps": c.steps,
         "restarts": c.restarts,
         **budgets(c),
@@ -100,6 +102,15 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "examples": [] if arrays is None else per_example(arrays, eps),
         "examples_by_eps": {} if arrays is None else {str(e): per_example(arrays, e) for e in sorted(c.eps)},
     }
+
+
+def budget_of(out: Path, defense: str) -> dict[str, Any] | None:
+    """The ``--converge`` curve of ``defense`` and its verdict (None when its budget was not doubled)."""
+    from ..store.budgets import read, verdict
+
+    data = read(out)
+    entry = None if data is None else data["defenses"].get(defense)
+    return None if entry is None else {**entry, "verdict": verdict(entry)}
 
 
 def budgets(c: EvalConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from ..config import EvalConfig
 from ..grid.cells import AttackCell, CleanCell, IndicatorCell, TransferCell
 from ..store.results import ResultsFile
 from .flags import Notes, compute_seconds, unchanged, unchanged_text
+from .threat_model import section as threat_model_section
 from .worst_case import section as worst_case_section
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}  # how the report and the plots name a threat model
@@ -87,6 +88,25 @@ def robust_rows(store: ResultsFile, c: EvalConfig, defense: str, notes: Notes | 
                 for e in sorted(c.eps)
             ]
             rows.append([attack, library, *cells])
+    return rows + adaptive_rows(store, c, defense)
+
+
+def adaptive_rows(store: ResultsFile, c: EvalConfig, defense: str) -> list[list[str]]:
+    """The rows of the attacks through each surrogate gradient ``defense`` declares (``ATTACK [NAME gradient]``)."""
+    naive, eot = min(c.samples), max(c.samples)
+    rows = []
+    for surrogate in (s for d, s in c.surrogates if d == defense):
+        for attack in c.attacks:
+            for library in c.libraries:
+                found = [
+                    [None if isinstance(a, str) or not a.gradients else
+                     AttackCell.of(c, defense, library, a, surrogate).record(store)
+                     for a in (c.attack(attack, e, naive), c.attack(attack, e, eot))]
+                    for e in sorted(c.eps)
+                ]  # fmt: skip
+                if any(r is not None for pair in found for r in pair):
+                    cells = [f"{_fmt(one)} / {_fmt(many)}" for one, many in found]
+                    rows.append([f"{attack} [{surrogate} gradient]", library, *cells])
     return rows
 
 
@@ -131,6 +151,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         out += _table(["attack", "library", *[f"eps {e} ({NORM_NAMES[c.norm]})" for e in sorted(c.eps)]], rows)
         out += ["", *(f"{line}  " for line in notes.lines())] if notes.texts else []
         out.append("")
+    out += threat_model_section(store, c)
     out += indicator_section(store, c)
     out += transfer_section(store, c)
     if plots:

@@ -27,8 +27,9 @@ import numpy as np
 
 from ...stats import wilson_interval
 from ..config import EvalConfig
-from ..grid.cells import AttackCell, CleanCell
+from ..grid.cells import BUDGET_FACTORS, AttackCell, CleanCell, adaptive_cells, budget_cell
 from ..store.results import ResultsFile
+from . import bands
 
 
 def summary_of(correct: Iterable[str]) -> tuple[int, int]:
@@ -65,6 +66,16 @@ def cells_at(
                     record = None if isinstance(naive, str) else AttackCell.of(c, defense, library, naive).record(store)
                 if record is not None and "correct" in record:
                     found.append(record)
+    for cell in adaptive_cells(c, defense, eps):  # through the surrogate gradients the defense declares
+        record = cell.record(store)
+        if record is not None and "correct" in record and (samples is None or cell.attack.samples == samples):
+            found.append(record)
+    for base in list(found):  # the doubled budgets of --converge (converge.py)
+        for factor in BUDGET_FACTORS:
+            made = budget_cell(c, base, factor)
+            record = None if made is None else made[1].record(store)
+            if record is not None and "correct" in record:
+                found.append(record)
     return found
 
 
@@ -85,9 +96,20 @@ def summary(
         "hits": hits,
         "n": n,
         "cells": len(attacks),
-        "best_single": f"{lowest['attack']}/{lowest['library']}/samples {lowest['samples']}",
+        "best_single": label(lowest),
         "best_single_accuracy": lowest["acc_ensemble"],
+        "adaptive": [label(r) for r in attacks if r.get("surrogate")],
     }
+
+
+def label(record: dict[str, Any]) -> str:
+    """An attack cell's name: attack/library/samples, and the surrogate gradient an adaptive cell went through.
+
+    >>> label({"attack": "pgd", "library": "inhouse", "samples": 1, "surrogate": "pseudo"})
+    'pgd/inhouse/samples 1/pseudo gradient'
+    """
+    via = f"/{record['surrogate']} gradient" if record.get("surrogate") else ""
+    return f"{record['attack']}/{record['library']}/samples {record['samples']}{via}"
 
 
 def section(store: ResultsFile, c: EvalConfig) -> list[str]:
@@ -102,6 +124,7 @@ def section(store: ResultsFile, c: EvalConfig) -> list[str]:
                 "—"
                 if s is None
                 else "**{:.2f}** [{:.2f}, {:.2f}]".format(s["robust_accuracy"], *s["robust_accuracy_ci"])
+                + bands.marks(store, c, d, e)
             )
         rows.append([d, *cells])
     lines = [
@@ -114,4 +137,20 @@ def section(store: ResultsFile, c: EvalConfig) -> list[str]:
         "| defense | " + " | ".join(f"eps {e} ({c.norm})" for e in eps) + " |",
         "|" + "|".join(" --- " for _ in range(len(eps) + 1)) + "|",
     ]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    table = ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, *table, "", *bands.notes(store, c), *adaptive_note(store, c)]
+
+
+def adaptive_note(store: ResultsFile, c: EvalConfig) -> list[str]:
+    """Which attacks of the worst case were adaptive (through a surrogate gradient a defense declares)."""
+    notes = []
+    for d in c.defenses:
+        found = [r for e in c.eps for r in cells_at(store, c, d, e) if r.get("surrogate")]
+        names = sorted({f"{r['attack']}/{r['library']}" for r in found})
+        surrogates = sorted(s for defense, s in c.surrogates if defense == d)
+        if names:
+            notes.append(f"- {d}: adaptive attacks through its {', '.join(surrogates)} gradient: {', '.join(names)}.")
+    if not notes:
+        return []
+    return ["Adaptive attacks in the worst case (a surrogate gradient the defense declares; DESIGN.md, §C8):", "",
+            *notes, ""]  # fmt: skip

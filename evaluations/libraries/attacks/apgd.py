@@ -21,6 +21,8 @@ from stochdef.defenses.validation import check_int
 
 from ..base import NOT_INHOUSE, UNIT_BOX, Attack, Runner
 from ..calls import art_norm, library_seed, ta_norm
+from ..reference import MISSING, reference_apgd
+from ..reference import UNIT_BOX as REFERENCE_BOX
 
 Tensor = torch.Tensor
 NO_FOOLBOX_APGD = "Foolbox 3 has no APGD"
@@ -85,6 +87,7 @@ class APGDCE(APGD):
         "foolbox": NO_FOOLBOX_APGD,
         "art": Runner(art_apgd(None)),
         "torchattacks": Runner(ta_apgd("ce"), (UNIT_BOX,)),
+        "autoattack": Runner(reference_apgd("ce"), (MISSING, REFERENCE_BOX)),
     }
 
 
@@ -100,6 +103,7 @@ class APGDDLR(APGD):
         "foolbox": NO_FOOLBOX_APGD,
         "art": Runner(art_apgd("difference_logits_ratio")),
         "torchattacks": Runner(ta_apgd("dlr"), (UNIT_BOX,)),
+        "autoattack": Runner(reference_apgd("dlr"), (MISSING, REFERENCE_BOX)),
     }
 
     def estimator(self, library: str) -> str:

@@ -26,7 +26,7 @@ from torch import nn
 
 from stochdef.defenses.validation import probe_classes
 
-from ..base import NOT_INHOUSE, UNIT_BOX, Runner
+from ..base import NOT_AUTOATTACK, NOT_INHOUSE, UNIT_BOX, Runner
 from ..calls import library_seed, ta_norm
 from .apgd import APGD
 
@@ -65,6 +65,7 @@ class APGDT(APGD):
         "foolbox": "Foolbox 3 has no APGD",
         "art": "ART's APGD has no targeted DLR loss and its AutoAttack has no top-k multi-targeted run",
         "torchattacks": Runner(ta_apgd_t, (UNIT_BOX,)),
+        "autoattack": NOT_AUTOATTACK,
     }
 
     def gradient_steps(self, num_classes: int) -> float:

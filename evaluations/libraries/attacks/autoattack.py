@@ -1,6 +1,7 @@
 """AutoAttack's ``rand`` version (Croce & Hein 2020): APGD-CE then APGD-DLR, each averaging 20 EoT draws per
 gradient itself (``eot_iter=20``), the version its authors give for randomized defenses; torchattacks'
-``AutoAttack(version="rand")``, the only library that ships it as one attack.
+``AutoAttack(version="rand")`` (10 steps per APGD), and Croce & Hein's own (library ``autoattack``, 100 steps:
+:mod:`..reference`), the only libraries that ship it as one attack.
 
 >>> from stochdef.evaluations.libraries import AutoAttackRand
 >>> AutoAttackRand(eps=0.1, samples=4).unsupported("torchattacks")
@@ -17,11 +18,17 @@ from torch import nn
 
 from stochdef.defenses.validation import probe_classes
 
-from ..base import GRADIENT_PASSES, NOT_INHOUSE, UNIT_BOX, Attack, Runner
+from ..base import GRADIENT_PASSES, NOT_INHOUSE, UNIT_BOX, Attack, Limit, Runner
 from ..calls import library_seed, ta_norm
+from ..reference import MISSING, reference_rand
+from ..reference import UNIT_BOX as REFERENCE_BOX
 
 Tensor = torch.Tensor
-ONLY_TORCHATTACKS = "only torchattacks ships AutoAttack's rand version as one attack"
+ONLY_TORCHATTACKS = "only torchattacks and Croce & Hein's package ship AutoAttack's rand version as one attack"
+SAMPLES_ONE: Limit = (
+    lambda a: a.samples != 1,
+    "AutoAttack-rand averages 20 draws per gradient itself (eot_iter=20): it runs at samples 1",
+)
 EOT_ITER, STEPS = 20, 10  # torchattacks' AutoAttack(version="rand"): two APGDs at their default 10 steps
 
 
@@ -48,14 +55,9 @@ class AutoAttackRand(Attack):
         "art": ONLY_TORCHATTACKS,
         "torchattacks": Runner(
             ta_autoattack_rand,
-            (
-                UNIT_BOX,
-                (
-                    lambda a: a.samples != 1,
-                    "AutoAttack-rand averages 20 draws per gradient itself (eot_iter=20): it runs at samples 1",
-                ),
-            ),
+            (UNIT_BOX, SAMPLES_ONE),
         ),
+        "autoattack": Runner(reference_rand, (MISSING, REFERENCE_BOX, SAMPLES_ONE)),
     }
 
     def passes(self, num_classes: int) -> float:

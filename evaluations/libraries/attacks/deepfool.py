@@ -18,7 +18,7 @@ from torch import nn
 from stochdef.defenses.validation import check_int, check_range
 
 from ...attacks import AttackResult, deepfool
-from ..base import GRADIENT_PASSES, UNIT_BOX, Attack, Runner, is_linf
+from ..base import GRADIENT_PASSES, NOT_AUTOATTACK, UNIT_BOX, Attack, Runner, is_linf
 from ..calls import art_generate, fb_call, ta_run
 
 Tensor = torch.Tensor
@@ -65,6 +65,7 @@ class DeepFool(Attack):
         "foolbox": Runner(fb_deepfool),
         "art": Runner(art_deepfool, ((is_linf, "ART's DeepFool is L2 only"),)),
         "torchattacks": Runner(ta_run(ta_deepfool), (UNIT_BOX, (is_linf, "torchattacks' DeepFool is L2 only"))),
+        "autoattack": NOT_AUTOATTACK,
     }
 
     steps: int = 10

@@ -17,7 +17,7 @@ from torch import nn
 from stochdef.defenses.validation import check_int, check_range
 
 from ...attacks import AttackResult, fgsm, fgsm_minimal
-from ..base import GRADIENT_PASSES, UNIT_BOX, Attack, Runner, check_bool
+from ..base import GRADIENT_PASSES, NOT_AUTOATTACK, UNIT_BOX, Attack, Runner, check_bool
 from ..calls import art_generate, fb_call, ta_run
 
 Tensor = torch.Tensor
@@ -61,6 +61,7 @@ class FGSM(Attack):
         "foolbox": Runner(fb_fgsm, ((lambda a: a.targeted, "Foolbox 3's FGSM has no targeted mode"),)),
         "art": Runner(art_fgsm),
         "torchattacks": Runner(ta_run(ta_fgsm), (UNIT_BOX,)),
+        "autoattack": NOT_AUTOATTACK,
     }
 
     def gradient_steps(self, num_classes: int) -> float:
@@ -97,6 +98,7 @@ class FGSMMinimal(Attack):
             ((lambda a: a.refine, "ART's minimal FGSM stops at the first successful grid step (no refinement)"),),
         ),
         "torchattacks": "torchattacks' FGSM has no minimal-eps mode",
+        "autoattack": NOT_AUTOATTACK,
     }
 
     epsilons: int = 1000

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ...attacks import AttackResult, pgd
-from ..base import UNIT_BOX, Iterative, Restarting, Runner, is_l2
+from ..base import NOT_AUTOATTACK, UNIT_BOX, Iterative, Restarting, Runner, is_l2
 from ..calls import art_generate, art_norm, fb_call, restarted, ta_run
 
 Tensor = torch.Tensor
@@ -64,6 +64,7 @@ class BIM(Iterative):
         "foolbox": Runner(fb_bim),
         "art": Runner(art_bim, ((is_l2, "ART's BasicIterativeMethod is L-inf only"),)),
         "torchattacks": Runner(ta_run(ta_bim), (UNIT_BOX, (is_l2, "torchattacks' BIM is L-inf only"))),
+        "autoattack": NOT_AUTOATTACK,
     }
 
 
@@ -105,6 +106,7 @@ class PGD(Iterative):
         "foolbox": Runner(fb_pgd),
         "art": Runner(art_pgd),
         "torchattacks": Runner(ta_run(ta_pgd), (UNIT_BOX,)),
+        "autoattack": NOT_AUTOATTACK,
     }
 
 
@@ -158,4 +160,5 @@ class PGDRS(Restarting):
         "foolbox": Runner(fb_pgd_rs),
         "art": Runner(art_pgd_rs),
         "torchattacks": Runner(ta_pgd_rs, (UNIT_BOX,)),
+        "autoattack": NOT_AUTOATTACK,
     }

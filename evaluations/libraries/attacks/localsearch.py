@@ -18,7 +18,7 @@ from stochdef.adapters import EoT
 from stochdef.defenses.validation import check_choice, check_int
 
 from ...attacks import AttackResult, local_search
-from ..base import Attack, Runner
+from ..base import NOT_AUTOATTACK, Attack, Runner
 
 Tensor = torch.Tensor
 NO_LOCAL_SEARCH = "LocalSearch is in none of the three libraries (the cross-check's reference is advertorch's)"
@@ -44,6 +44,7 @@ class LocalSearch(Attack):
         "foolbox": NO_LOCAL_SEARCH,
         "art": NO_LOCAL_SEARCH,
         "torchattacks": NO_LOCAL_SEARCH,
+        "autoattack": NOT_AUTOATTACK,
     }
 
     rounds: int = 150

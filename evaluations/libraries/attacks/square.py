@@ -19,7 +19,7 @@ from torch import nn
 
 from stochdef.defenses.validation import check_int
 
-from ..base import NOT_INHOUSE, UNIT_BOX, Attack, Runner, is_l2
+from ..base import NOT_AUTOATTACK, NOT_INHOUSE, UNIT_BOX, Attack, Runner, is_l2
 from ..calls import art_norm, library_seed, ta_norm
 
 Tensor = torch.Tensor
@@ -70,6 +70,7 @@ class Square(Attack):
             ),
         ),
         "torchattacks": Runner(ta_square, (UNIT_BOX,)),
+        "autoattack": NOT_AUTOATTACK,
     }
 
     restarts: int = 1

@@ -17,7 +17,7 @@ from stochdef.evaluations.evaluate import AttackCell, CleanCell, EvalConfig, eva
 from stochdef.evaluations.evaluate.outputs.plots import all_plots
 from stochdef.evaluations.evaluate.outputs.report import markdown
 from stochdef.evaluations.evaluate.store.results import ResultsFile
-from stochdef.evaluations.libraries import LIBRARIES, PGD
+from stochdef.evaluations.libraries import DEFAULT_LIBRARIES, PGD
 
 SMALL = EvalConfig(
     defenses=("vanilla-mlp", "sdr-learnable"),
@@ -44,7 +44,7 @@ def test_every_cell_is_recorded_once(small_run: tuple[ResultsFile, Path]) -> Non
     keys = [json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys))
     # clean + attacks (defense x attack x eps x samples x library) + transfer (defense x defense)
-    assert len(keys) == 2 + 2 * 2 * 2 * 2 * len(LIBRARIES) + 2 * 2
+    assert len(keys) == 2 + 2 * 2 * 2 * 2 * len(DEFAULT_LIBRARIES) + 2 * 2
     for d in SMALL.defenses:
         assert CleanCell.of(SMALL, d).key in store
 
@@ -73,9 +73,9 @@ def test_libraries_agree_on_a_deterministic_model(small_run: tuple[ResultsFile, 
     """FGSM and PGD without random start are bit-identical across libraries (the cross-check's parity)."""
     store, _ = small_run
     for eps in SMALL.eps:
-        accs = {lib: _attack(store, "vanilla-mlp", lib, attack, eps, 1)["acc_single"] for lib in LIBRARIES}
+        accs = {lib: _attack(store, "vanilla-mlp", lib, attack, eps, 1)["acc_single"] for lib in DEFAULT_LIBRARIES}
         assert len(set(accs.values())) == 1, accs
-        for lib in LIBRARIES:
+        for lib in DEFAULT_LIBRARIES:
             record = _attack(store, "vanilla-mlp", lib, attack, eps, 1)
             assert record["linf"] <= eps + 1e-6
             assert record["acc_single_ci"][0] <= record["acc_single"] <= record["acc_single_ci"][1]
@@ -98,7 +98,7 @@ def test_report_and_plots(small_run: tuple[ResultsFile, Path]) -> None:
     text = markdown(store, SMALL, seconds=1.0, plots=plots)
     for d in SMALL.defenses:
         assert d in text
-    for lib in LIBRARIES:
+    for lib in DEFAULT_LIBRARIES:
         assert lib in text
     assert "accuracy_vs_eps.png" in text
 

@@ -44,8 +44,9 @@ def test_a_setting_on_one_side_only_says_why() -> None:
 
 def test_every_config_field_is_a_setting_or_derived() -> None:
     """A config field is an option, or derived from the options (``source``: the fingerprint of the caller's
-    weights and data; ``samples_cap``'s pair ``samples``)."""
-    derived = {"source"}
+    weights and data; ``samples_cap``'s pair ``samples``; ``surrogates``, ``certificates``: what the defenses
+    declare)."""
+    derived = {"source", "surrogates", "certificates"}
     assert {f.name for f in dataclasses.fields(EvalConfig)} == ({s.name for s in SETTINGS} & FIELDS) | derived
 
 

@@ -144,7 +144,7 @@ from stochdef.evaluations.libraries.base import Attack
 class Made(Attack):
     name = "{name}"
     rank = 0
-    runners = {{"inhouse": "none", "foolbox": "none", "art": "none", "torchattacks": "none"}}
+    runners = {{"inhouse": "none", "foolbox": "none", "art": "none", "torchattacks": "none", "autoattack": "none"}}
 """
 
 

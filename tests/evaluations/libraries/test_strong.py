@@ -15,6 +15,7 @@ from torch import nn
 from stochdef.adapters import EoT
 from stochdef.evaluations.libraries import (
     APGDCE,
+    DEFAULT_LIBRARIES,
     LIBRARIES,
     PGD,
     PGDRS,
@@ -55,9 +56,9 @@ def test_every_library_has_an_entry_or_a_reason_for_the_new_attacks() -> None:
         assert set(get(attack).runners) == set(LIBRARIES)
         assert _offering(attack), attack  # at least one library runs it
     assert _offering("square") == ["art", "torchattacks"]
-    assert _offering("apgd-ce") == ["art", "torchattacks"] == _offering("apgd-dlr")
-    assert _offering("autoattack-rand") == ["torchattacks"]
-    assert _offering("pgd-rs") == list(LIBRARIES)
+    assert _offering("apgd-ce") == ["art", "torchattacks", "autoattack"] == _offering("apgd-dlr")
+    assert _offering("autoattack-rand") == ["torchattacks", "autoattack"]  # the port and Croce & Hein's own
+    assert _offering("pgd-rs") == list(DEFAULT_LIBRARIES)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
