@@ -62,8 +62,10 @@ def draw_kind(model: nn.Module, x: torch.Tensor, *, rows: int = PROBE_DRAWS, cal
     (``validation.leaves_no_trace``: the global RNGs, the layers' own generators, batch-norm statistics and
     modes are as before), so the calls that follow draw what they would have drawn without the probe.
 
-    Example (Xie et al. 2018's defense draws one resize-and-pad per call; noise of the input's shape without
-    the batch dimension is the simplest such model):
+    Xie et al. 2018's defense draws one resize-and-pad per call; noise of the input's shape without the batch
+    dimension is the simplest such model.
+
+    Example:
         >>> import torch
         >>> from torch import nn
         >>> class SharedNoise(nn.Module):
