@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .functional import standard_normal
+from .functional import row_bias, standard_normal
 
 __all__ = ["flipout_conv2d", "flipout_linear", "random_signs"]
 
@@ -55,15 +55,6 @@ def random_signs(
     codes = torch.arange(256, device=like.device)[:, None].bitwise_right_shift(torch.arange(8, device=like.device))
     table = codes.bitwise_and_(1).to(like.dtype).mul_(2.0).sub_(1.0)  # row v: the signs of v's 8 bits
     return F.embedding(octets.long(), table).view(-1)[:count].view(shape)
-
-
-def _row_bias(
-    batch: int, bias_mean: torch.Tensor, bias_std: torch.Tensor | None, generator: torch.Generator | None
-) -> torch.Tensor:
-    """``(batch, out)``: ``bias_mean`` plus, when ``bias_std`` is given, an independent normal per row."""
-    if bias_std is None:
-        return bias_mean.expand(batch, -1)
-    return bias_mean + bias_std * standard_normal((batch, *bias_mean.shape), like=bias_mean, generator=generator)
 
 
 def flipout_linear(
@@ -99,7 +90,7 @@ def flipout_linear(
     y = F.linear(x, weight_mean) + F.linear(x * r, noise) * s
     if bias_mean is None:
         return y
-    return y + _row_bias(batch, bias_mean, bias_std, generator).view(*view, out_features)
+    return y + row_bias(batch, bias_mean, bias_std, generator).view(*view, out_features)
 
 
 def flipout_conv2d(
@@ -133,4 +124,4 @@ def flipout_conv2d(
     y = F.conv2d(x, weight_mean, None, **geometry) + F.conv2d(x * r, noise, None, **geometry) * s
     if bias_mean is None:
         return y
-    return y + _row_bias(batch, bias_mean, bias_std, generator)[:, :, None, None]
+    return y + row_bias(batch, bias_mean, bias_std, generator)[:, :, None, None]

@@ -33,6 +33,15 @@ def standard_normal(
     return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
+def row_bias(
+    batch: int, bias_mean: torch.Tensor, bias_std: torch.Tensor | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``(batch, out)``: ``bias_mean`` plus, when ``bias_std`` is given, an independent normal per row."""
+    if bias_std is None:
+        return bias_mean.expand(batch, -1)
+    return bias_mean + bias_std * standard_normal((batch, *bias_mean.shape), like=bias_mean, generator=generator)
+
+
 def gaussian_linear(
     x: torch.Tensor,
     weight_mean: torch.Tensor,
@@ -118,9 +127,5 @@ def gaussian_conv2d(
     batch = x.shape[0]
     eps = standard_normal((batch, *weight_mean.shape), like=weight_mean, generator=generator)
     weight = weight_mean + weight_std * eps
-    bias = None
-    if bias_mean is not None:
-        bias = bias_mean.expand(batch, -1)
-        if bias_std is not None:
-            bias = bias + bias_std * standard_normal((batch, *bias_mean.shape), like=bias_mean, generator=generator)
+    bias = None if bias_mean is None else row_bias(batch, bias_mean, bias_std, generator)
     return per_example_conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)

@@ -26,6 +26,7 @@ INTERNAL = {
     ("bayes_layers", "log_std_linear"),  # BayesLinear's sampling step
     ("dropconnect", "check_p"),  # argument check
     ("functional", "standard_normal"),  # the draw behind gaussian_linear / gaussian_conv2d
+    ("functional", "row_bias"),  # the per-row bias draw of gaussian_conv2d and the Flipout layers
     ("mwd", "check_input_range"),  # argument check
     ("mwd_functional", "LargeAttractorExp"),  # autograd functions behind mwd_unit
     ("mwd_functional", "SharedFeedbackMax"),
