@@ -23,9 +23,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from stochdef.adapters import DEFAULT_MAX_BATCH, eot_value_and_grad
+from stochdef.adapters import DEFAULT_MAX_BATCH, DrawKind, eot_value_and_grad
 
-from ._common import AttackResult, Bounds, check_choice, check_int, check_range, empty, evaluate, prepare, succeeded
+from ._common import (
+    AttackResult,
+    Bounds,
+    check_choice,
+    check_int,
+    check_range,
+    draws_of,
+    empty,
+    evaluate,
+    prepare,
+    succeeded,
+)
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 StepCallback = Callable[[torch.Tensor, torch.Tensor], None]
@@ -82,12 +93,15 @@ def _run(
     samples: int,
     targeted: bool,
     max_batch: int,
+    draws: DrawKind,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     low, high = bounds
     x_adv = random_start_point(x, eps, norm, bounds) if random_start else x
     for _ in range(steps):
-        loss, grad = eot_value_and_grad(model, x_adv, y, samples=samples, max_batch=max_batch, validate=False)
+        loss, grad = eot_value_and_grad(
+            model, x_adv, y, samples=samples, max_batch=max_batch, validate=False, draws=draws
+        )
         if callback is not None:
             callback(x_adv, loss)
         move = step * direction(grad, norm)
@@ -139,6 +153,7 @@ def pgd(
     samples = check_int("samples", samples, minimum=1)
     if x.shape[0] == 0:
         return empty(x)
+    kind = draws_of(model, x, samples=samples, max_batch=max_batch)  # probed once, not at every step
     best_x = best_success = best_score = None
     for _ in range(restarts):
         x_adv = _run(
@@ -154,9 +169,10 @@ def pgd(
             samples=samples,
             targeted=targeted,
             max_batch=max_batch,
+            draws=kind,
             callback=callback,
         )
-        logits, loss = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch)
+        logits, loss = evaluate(model, x_adv, y, samples=samples, max_batch=max_batch, draws=kind)
         success = succeeded(logits, y, targeted=targeted)
         score = -loss if targeted else loss  # higher = more adversarial
         if best_x is None or best_success is None or best_score is None:

@@ -3,8 +3,11 @@ and :func:`unsupported` / :func:`estimator` (thin functions over the attack's me
 
 :func:`wrap` hands a model to a library through the stochdef adapters at ``attack.samples`` (``to_foolbox``,
 ``to_art``, ``to_torchattacks``: the EoT attack, DESIGN.md, §C3), or with ``native=True`` as the library's
-own wrapper of the bare model. :func:`run` is the one entry point. Importing this module imports none of the
-attack libraries.
+own wrapper of the bare model. :func:`run` is the one entry point; it runs the attack with the model's parameters
+frozen (:func:`frozen`): an attack needs the input's gradient only, and the libraries that call
+``loss.backward()`` (Foolbox's ``value_and_grad``, ART's own ``PyTorchClassifier``) would otherwise compute every
+parameter's gradient at each step as well (on Adv-BNN's per-example kernels about as costly as the input's)
+and leave them accumulated in the caller's model. Importing this module imports none of the attack libraries.
 
 >>> from stochdef.evaluations.libraries import FGSM, PGD, unsupported
 >>> unsupported("foolbox", FGSM(eps=0.1, targeted=True))
@@ -15,6 +18,8 @@ True
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
@@ -91,6 +96,28 @@ def wrap(library: str, attack: Attack, model: nn.Module, x: Tensor, *, num_class
     return to_torchattacks(model, samples=attack.samples, bounds=attack.bounds)
 
 
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """``model``'s parameters that require a gradient set not to for the block, and set back after it (also on
+    an error). Forward values and input gradients are unchanged; no parameter gradient is computed or stored.
+
+    >>> net = nn.Linear(2, 2)
+    >>> with frozen(net):
+    ...     x = torch.ones(1, 2, requires_grad=True)
+    ...     net(x).sum().backward()
+    >>> net.weight.grad is None, net.weight.requires_grad, x.grad.shape
+    (True, True, torch.Size([1, 2]))
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def run_inhouse(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> AttackResult:
     """The in-house ``attack`` (``y`` = the targets when ``attack.targeted``), with its per-example result."""
     entry = attack.runners["inhouse"]
@@ -114,12 +141,13 @@ def run(
         raise ValueError(f"library {library!r} cannot run {attack.name}: {reason}")
     if attack.takes_eps and attack.radius == 0.0:
         return x.clone()
-    if library == "inhouse":
-        out: Any = run_inhouse(attack, model, x, y).x_adv
-    else:
-        entry = attack.runners[library]
-        assert isinstance(entry, Runner)
-        out = entry.fn(attack, wrap(library, attack, model, x, num_classes=num_classes, native=native), x, y)
+    with frozen(model):
+        if library == "inhouse":
+            out: Any = run_inhouse(attack, model, x, y).x_adv
+        else:
+            entry = attack.runners[library]
+            assert isinstance(entry, Runner)
+            out = entry.fn(attack, wrap(library, attack, model, x, num_classes=num_classes, native=native), x, y)
     if not isinstance(out, torch.Tensor):
         out = torch.from_numpy(np.asarray(out))
     return out.to(x.device, x.dtype).detach()
