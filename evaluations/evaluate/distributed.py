@@ -8,9 +8,8 @@ next unit from a counter on torch.distributed's store whenever it is free (:func
 each unit goes to exactly one rank; a rank that a long cell holds up takes fewer). Each rank computes on its own
 device (``LOCAL_RANK`` picks the GPU of a ``cuda`` run) and writes to its own shard (:mod:`.store.shards`);
 which rank computes a cell changes no number, since each cell is seeded by its key. At the end of a phase the
-ranks exchange their records
-(``all_gather_object``), so every rank sees every clean record. Rank 0 then writes the one
-``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
+ranks exchange their records (``all_gather_object``), so every rank sees every clean record. Rank 0 then
+writes the one ``results.jsonl`` and the shards are removed. A 1-rank and an N-rank run of one configuration give the
 same records (except ``seconds``). With ``--block`` the units of the second phase are the blocks of each
 attack cell (:mod:`.store.blocks`), so that the ranks also share a long cell; rank 0 combines them into the cell.
 At the end rank 0 folds the ranks' parts of the worst-case files into the one a single process writes
@@ -19,7 +18,7 @@ Under a process group the caller made (no store of ours to count on) the units a
 instead (:func:`.grid.schedule.split`, the same on every rank).
 
 Resuming: a killed rank (torchrun then stops the others) leaves whole shards; the next run, with any
-number of ranks or none, merges them into ``results.jsonl`` before it splits the remaining cells; so does
+number of ranks or none, merges them into ``results.jsonl`` before it lists the remaining cells; so does
 the attempt torchrun restarts under ``--max-restarts``. The output folder must be one file system that
 every rank sees (on several nodes, a shared one).
 
