@@ -77,18 +77,20 @@ def sweep_once(
 
 
 def cost_model(sweep: tuple[str, ...], results: Path, device: str) -> dict[str, Any]:
-    """How well the schedule's expected costs (``Cell.cost`` with this machine's ``forward_seconds``) rank and size
-    the cells of the one-process run recorded in ``results`` (:func:`..evaluate.grid.schedule.agreement`)."""
+    """How well the schedule's expected seconds (this machine's :func:`..evaluate.grid.schedule.measure`) rank and
+    size the cells of the one-process run recorded in ``results`` (:func:`..evaluate.grid.schedule.agreement`);
+    ``forward_only``: the same without the fixed part per cell."""
     from ..cli import parse_args
     from ..cli.evaluate import build_from_args
     from ..evaluate.engine import open_run
     from ..evaluate.grid.cells import grid
-    from ..evaluate.grid.schedule import agreement, forward_seconds
+    from ..evaluate.grid.schedule import agreement, measure
     from ..evaluate.store.results import ResultsFile
 
     config = build_from_args(parse_args(["evaluate", *sweep, "--device", device]))
     run = open_run(config, ResultsFile(results))
-    return agreement(run, grid(config), forward_seconds(run))
+    weights = measure(run)
+    return {**agreement(run, grid(config), weights), "forward_only": agreement(run, grid(config), weights.forward)}
 
 
 def run(*, device: str = "cpu", repeat: int = 1, quick: bool = False) -> dict[str, Any]:

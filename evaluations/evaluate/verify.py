@@ -5,7 +5,7 @@ rerunning it whole. Each sampled cell's :class:`~.config.EvalConfig` is rebuilt 
 every setting that changes its numbers, DESIGN.md, §C4) and the cell's key is built again from it: a key that does
 not come back exactly is *not reproducible* (the code no longer makes that cell). The cell is then computed by
 :func:`.engine.compute` on a :class:`~.compute.run.Run` whose store is a temporary copy of the folder's records
-without that cell, so that :func:`.grid.cells.is_random` reads the recorded clean cells as the run did; the folder
+without that cell, so that :func:`.grid.base.is_random` reads the recorded clean cells as the run did; the folder
 itself is only read.
 
 Verdicts (:func:`judge`): a cell of a deterministic defense (its clean record says ``random: false``) agrees when

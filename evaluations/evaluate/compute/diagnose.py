@@ -3,7 +3,7 @@
 All attacks here are in-house L-inf attacks at the run's middle eps with the run's largest EoT sample
 count (the adaptive attack), inside the run's bounds, so the checks speak about the attack an honest
 evaluation relies on, in its threat model. The surrogate for transfer checks is a deterministic network of
-another architecture from the zoo (:func:`surrogate_for`); the indicator cell (:mod:`..grid.cells`) loads it.
+another architecture from the zoo (:func:`surrogate_for`); the indicator cell (:mod:`..grid.defense_cells`) loads it.
 On a user's own data there is no zoo surrogate: the checks that need one (:data:`NEED_SURROGATE`) do not run
 and the white-box attack is compared with random noise alone; every other check runs.
 """

@@ -11,6 +11,7 @@ import json
 import logging
 import platform
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -31,17 +32,14 @@ logger = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of torch and the attack libraries (recorded with every cell)."""
-    import art
-    import foolbox
-    import torchattacks
-
+    """Versions of torch and the attack libraries (recorded with every cell), the libraries' read from their
+    installed metadata: importing them (1-2 s) is left to the cells that run them."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "foolbox": foolbox.__version__,
-        "art": art.__version__,
-        "torchattacks": torchattacks.__version__,
+        "foolbox": metadata.version("foolbox"),
+        "art": metadata.version("adversarial-robustness-toolbox"),
+        "torchattacks": metadata.version("torchattacks"),
         "numpy": np.__version__,
     }
 
@@ -66,6 +64,9 @@ class Run:
     weights: dict[str, str] = field(default_factory=dict)
     # adversarial examples made on a source defense, reused by every transfer cell of that source
     transfer_sources: dict[str, torch.Tensor] = field(default_factory=dict)
+    # a distributed run's grid position of each cell: its ranks compute out of grid order, and each worst-case
+    # part keeps per example the first cell in this order that broke it (empty in one process: grid order)
+    order: dict[str, int] = field(default_factory=dict)
 
     def model(self, name: str) -> nn.Module:
         if name not in self.models:

@@ -65,6 +65,8 @@ def _load(path: Path, x: np.ndarray, y: np.ndarray, eps: Sequence[float]) -> dic
         state["x_adv"] = np.insert(state["x_adv"], at, state["x"], axis=0)
         row = np.where(clean, "clean", "").astype("<U64")
         state["broken_by"] = np.insert(state["broken_by"].astype("<U64"), at, row, axis=0)
+        if "position" in state:  # a rank's part (see update)
+            state["position"] = np.insert(state["position"], at, np.where(clean, -1, np.iinfo(np.int64).max), axis=0)
     return state
 
 
@@ -80,15 +82,22 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def _fold(
-    state: dict[str, Any], key: str, eps: float | None, correct: str, x_adv: np.ndarray, labels: np.ndarray
-) -> None:
+    state: dict[str, Any], key: str, eps: float | None, correct: str, x_adv: np.ndarray, labels: np.ndarray,
+    position: int | None = None,
+) -> None:  # fmt: skip
     """Fold one cell at ``eps`` (``None``: the clean cell, at every eps) into ``state`` in place: ``x_adv`` and
-    ``labels`` (the cell's, per example) wherever it breaks an example first."""
+    ``labels`` (the cell's, per example) wherever it breaks an example first; with the cell's grid ``position``
+    (a rank's part), also where it breaks an example that a cell later in the grid broke before it."""
     state["broken_by"] = state["broken_by"].astype("<U64")
     rows = range(len(state["eps"])) if eps is None else [int(np.flatnonzero(state["eps"] == float(eps))[0])]
     wrong = np.frombuffer(correct.encode(), dtype=np.uint8) == ord("0")
+    if position is not None and "position" not in state:  # examples broken before: by something earlier
+        state["position"] = np.where(state["broken_by"] == "", np.iinfo(np.int64).max, -1)
     for k in rows:
         broken = wrong & (state["broken_by"][k] == "")
+        if position is not None:
+            broken |= wrong & (position < state["position"][k])
+            state["position"][k][broken] = position
         state["x_adv"][k][broken] = x_adv[broken]
         state["broken_by"][k][broken] = labels[broken]
     state["keys"] = np.append(state["keys"].astype("<U1024"), key)
@@ -96,15 +105,17 @@ def _fold(
 
 def update(
     path: Path, key: str, label: str, eps: float | None, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
-    correct: str, *, all_eps: Sequence[float],
+    correct: str, *, all_eps: Sequence[float], position: int | None = None,
 ) -> None:  # fmt: skip
     """Fold one cell at ``eps`` (``None``: the clean cell) into the worst-case file of a run of ``all_eps``: its
-    adversarial example wherever it is the first to break one."""
+    adversarial example wherever it is the first to break one. A rank of a distributed run, which computes its
+    cells out of grid order, passes the cell's grid ``position``: its part then keeps, per example, the first
+    cell in grid order that broke it (an array ``position`` beside the others, which :func:`fold_parts` ignores)."""
     state = _load(path, x.detach().cpu().numpy(), y.detach().cpu().numpy(), all_eps)
     if key in set(state["keys"].tolist()):
         return
     labels = np.full(len(state["x"]), label, dtype="<U64")
-    _fold(state, key, eps, correct, x_adv.detach().cpu().numpy(), labels)
+    _fold(state, key, eps, correct, x_adv.detach().cpu().numpy(), labels, position)
     _save(path, state)
 
 
@@ -133,8 +144,8 @@ def fold_parts(out: Path, parts: Iterable[Path], store: ResultsFile, order: Sequ
     """Fold the ranks' parts of the worst-case files (``worst-case*.npz`` in their shard folders) into the files
     of ``out``, as a one process that computed the cells in ``order`` (the grid's) would have written them.
 
-    A rank computes its cells in grid order, so its part keeps, per example, the adversarial example of the
-    first of its own cells that broke it; replaying every part's cells in ``order`` with their recorded
+    A rank's part keeps, per example, the adversarial example of the first of its own cells in grid order that
+    broke it (:func:`update` with ``position``); replaying every part's cells in ``order`` with their recorded
     ``correct`` (from ``store``; a block's from its cell's) then takes, per example, the first cell of all
     ranks that broke it, from the part that holds it. Examples a file in ``out`` already counts broken (cells
     of an earlier run) stay so.

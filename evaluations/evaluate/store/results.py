@@ -53,7 +53,7 @@ class Kind:
     transient: bool = False
 
 
-#: The record kinds, registered by the cell types (``grid/cells.py``, :func:`register_kind`); a cell's identity is
+#: The record kinds, registered by the cell types (``grid/``, :func:`register_kind`); a cell's identity is
 #: its key, these are the fields the report and the plots read.
 KINDS: dict[str, Kind] = {}
 
