@@ -105,12 +105,15 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
 
 
 def budget_of(out: Path, defense: str) -> dict[str, Any] | None:
-    """The ``--converge`` curve of ``defense`` and its verdict (None when its budget was not doubled)."""
+    """The ``--converge`` curve of ``defense``, its verdict and the plot that draws it (``plot``: None before the
+    plots are written); None when its budget was not doubled."""
     from ..store.budgets import read, verdict
+    from .convergence_plot import FILE
 
     data = read(out)
     entry = None if data is None else data["defenses"].get(defense)
-    return None if entry is None else {**entry, "verdict": verdict(entry)}
+    plot = FILE if (Path(out) / FILE).exists() else None
+    return None if entry is None else {**entry, "verdict": verdict(entry), "plot": plot}
 
 
 def budgets(c: EvalConfig) -> dict[str, Any]:

@@ -29,6 +29,7 @@ PLOT_QUESTIONS = {
     "indicators.png": "Which gradient-obfuscation indicators fired on which defense?",
     "calibration.png": "Is each defense's confidence honest, clean and under attack?",
     "transfer_matrix.png": "Do adversarial examples made on one defense fool another?",
+    "convergence.png": "Did the strongest attack's budget converge (--converge): the worst case as its steps double?",
     "worst_case_examples": "What do the worst-case adversarial examples look like at each eps (clean, adversarial, "
     "difference)?",
 }
