@@ -30,7 +30,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import bands, flags, worst_case
+from . import bands, flags, reference_section, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -96,6 +96,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
         "indicators_run": None if indicators is None else [i["name"] for i in indicators["indicators"]],
+        **reference_section.card_fields(store, c, defense),
         "seed": c.seed,
         "versions": versions,
         "worst_case_file": npz_path.name if arrays is not None else None,
