@@ -57,6 +57,15 @@ WHY = {  # (check, reference fired, stochdef fired) -> why the two differ
 }
 
 
+#: under the table of a model the reference found randomized: why its robust accuracy can read higher than the port's
+CLEAN_CHECK = (
+    "On a randomized model, the reference's `autoattack-rand` leaves unattacked every example one clean draw "
+    "misclassifies (its initial check); the ensemble that judges here classifies many of those right, so they count "
+    "robust. torchattacks' port has no such check. `python -m stochdef.evaluations.crosscheck.autoattack_ports` "
+    "measures the reference with that check answered for every example."
+)
+
+
 def explain(check: str, reference: bool, stochdef: bool | None) -> str:
     """Why ``check`` and its stochdef counterpart differ (empty when they agree or there is no counterpart)."""
     if stochdef is None or reference == stochdef:
@@ -144,7 +153,7 @@ def section(store: ResultsFile, c: EvalConfig) -> list[str]:
             agree = "—" if k["agree"] is None else ("yes" if k["agree"] else "**no**")
             out.append(f"| {k['name']} | {'**yes**' if k['fired'] else 'no'} | {k['stochdef']} | {agree} | "
                        f"{k['why'] or '—'} |")  # fmt: skip
-        out.append("")
+        out += ["", CLEAN_CHECK, ""] if any(k["name"] == "check_randomized" and k["fired"] for k in r) else [""]
     return out
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from stochdef.evaluations.evaluate import EvalConfig, evaluate
 from stochdef.evaluations.evaluate.api import write_outputs
 from stochdef.evaluations.evaluate.grid.reference_cell import ReferenceChecksCell
-from stochdef.evaluations.evaluate.outputs.reference_section import WHY, rows
+from stochdef.evaluations.evaluate.outputs.reference_section import CLEAN_CHECK, WHY, rows
 from stochdef.evaluations.libraries import AutoAttackRand, reference, wrap
 
 pyautoattack = pytest.importorskip("pyautoattack")
@@ -99,6 +99,7 @@ def test_recorded_outcomes_are_the_reference_functions_own(
     assert [recorded[m]["check_zero_gradients"] for m in models] == [False, False, True]
     report = (tmp_path / "report.md").read_text()
     assert "## Croce & Hein's checks beside stochdef's" in report and "### rounded" in report
+    assert report.count(CLEAN_CHECK) == 1  # under the one model the reference found randomized
 
 
 def test_a_disagreement_is_explained(tmp_path: Path, digits, plain_digits_mlp: nn.Module) -> None:  # type: ignore[no-untyped-def]
