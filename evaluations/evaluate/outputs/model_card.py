@@ -6,7 +6,9 @@ library (:mod:`.worst_case`), with their 95% intervals. Then the threat model (n
 (attacks, libraries, EoT draws and how they were taken: ``draws`` is how the model draws, per row, once per
 call or not at all, and ``eot_draws`` says per sample count what the EoT attacks averaged; the ``--samples auto``
 curve when the run chose them), the compute spent
-(forward passes: one example through the model once), whether a gradient-obfuscation indicator fired, and
+(forward passes: one example through the model once), the ``--converge`` curve (``budget``, with its plot),
+whether a gradient-obfuscation indicator fired, Croce & Hein's own checks beside them (``reference_checks``, with
+the library ``autoattack``), and
 per example (at the card's eps in ``examples``, at every eps in ``examples_by_eps``): robust or not, which
 attack broke it first, the perturbation's L-inf and L2 norms. The adversarial examples themselves are in the
 ``.npz`` the card names, keyed by eps (``eps``; ``x``, ``y``; per eps ``x_adv``, ``broken_by``, ``robust``,
