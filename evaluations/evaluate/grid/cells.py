@@ -245,6 +245,9 @@ def grid(c: EvalConfig) -> list[Cell]:
                         cells += [AttackCell.of(c, d, library, attack) for library in c.libraries]
         cells += adaptive_cells(c, d)
     cells += [CertificateCell.of(c, d, e) for d in c.certificates for e in c.eps]
+    from .reference_cell import reference_cells  # Croce & Hein's checks, with the library autoattack
+
+    cells += reference_cells(c)
     if linf_only(c):
         return cells
     if c.indicators:

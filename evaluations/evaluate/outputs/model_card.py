@@ -6,7 +6,9 @@ library (:mod:`.worst_case`), with their 95% intervals. Then the threat model (n
 (attacks, libraries, EoT draws and how they were taken: ``draws`` is how the model draws, per row, once per
 call or not at all, and ``eot_draws`` says per sample count what the EoT attacks averaged; the ``--samples auto``
 curve when the run chose them), the compute spent
-(forward passes: one example through the model once), whether a gradient-obfuscation indicator fired, and
+(forward passes: one example through the model once), the ``--converge`` curve (``budget``, with its plot),
+whether a gradient-obfuscation indicator fired, Croce & Hein's own checks beside them (``reference_checks``, with
+the library ``autoattack``), and
 per example (at the card's eps in ``examples``, at every eps in ``examples_by_eps``): robust or not, which
 attack broke it first, the perturbation's L-inf and L2 norms. The adversarial examples themselves are in the
 ``.npz`` the card names, keyed by eps (``eps``; ``x``, ``y``; per eps ``x_adv``, ``broken_by``, ``robust``,
@@ -30,7 +32,7 @@ from ..config import EvalConfig
 from ..grid.cells import CleanCell, IndicatorCell
 from ..store import examples, samples_auto
 from ..store.results import ResultsFile
-from . import bands, flags, worst_case
+from . import bands, flags, reference_section, worst_case
 
 SCHEMA = "stochdef-model-card/1"
 
@@ -96,6 +98,7 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
         "indicator_fired": None if fired is None else bool(fired),
         "indicators_fired": fired,
         "indicators_run": None if indicators is None else [i["name"] for i in indicators["indicators"]],
+        **reference_section.card_fields(store, c, defense),
         "seed": c.seed,
         "versions": versions,
         "worst_case_file": npz_path.name if arrays is not None else None,
@@ -105,12 +108,15 @@ def card(store: ResultsFile, c: EvalConfig, defense: str, out: Path) -> dict[str
 
 
 def budget_of(out: Path, defense: str) -> dict[str, Any] | None:
-    """The ``--converge`` curve of ``defense`` and its verdict (None when its budget was not doubled)."""
+    """The ``--converge`` curve of ``defense``, its verdict and the plot that draws it (``plot``: None before the
+    plots are written); None when its budget was not doubled."""
     from ..store.budgets import read, verdict
+    from .convergence_plot import FILE
 
     data = read(out)
     entry = None if data is None else data["defenses"].get(defense)
-    return None if entry is None else {**entry, "verdict": verdict(entry)}
+    plot = FILE if (Path(out) / FILE).exists() else None
+    return None if entry is None else {**entry, "verdict": verdict(entry), "plot": plot}
 
 
 def budgets(c: EvalConfig) -> dict[str, Any]:

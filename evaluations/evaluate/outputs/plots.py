@@ -8,6 +8,7 @@
 * :func:`calibration`: is each defense's confidence honest, clean and under attack? Reliability curves on
   the model's own output kind, with the number of points per bin.
 * :func:`transfer_heatmap`: do adversarial examples made on A fool B? The rho matrix, signed.
+* :func:`.convergence_plot.convergence`: did the ``--converge`` budget settle? The worst case per doubling.
 * :func:`.example_grid.worst_case_examples`: what do the worst-case adversarial examples look like, per eps?
 
 ``stochdef evaluate`` runs fixed-eps attacks only; the per-example perturbation norms of minimal attacks
@@ -350,8 +351,12 @@ def transfer_heatmap(store: ResultsFile, c: EvalConfig, out: Path) -> str | None
 
 def all_plots(store: ResultsFile, c: EvalConfig, out: Path) -> list[str]:
     """Write every plot that has data; return their file names."""
+    from .convergence_plot import convergence
+
     names = [accuracy_vs_eps(store, c, out)]
     for plot in (accuracy_vs_samples, indicator_heatmap, calibration, transfer_heatmap):
         if name := plot(store, c, out):
             names.append(name)
+    if name := convergence(c, out):
+        names.append(name)
     return names + worst_case_examples(c, out)

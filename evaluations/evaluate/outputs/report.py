@@ -16,6 +16,7 @@ from ..config import EvalConfig
 from ..grid.cells import AttackCell, CleanCell, IndicatorCell, TransferCell
 from ..store.results import ResultsFile
 from .flags import Notes, compute_seconds, unchanged, unchanged_text
+from .reference_section import section as reference_section
 from .threat_model import section as threat_model_section
 from .worst_case import section as worst_case_section
 
@@ -29,6 +30,7 @@ PLOT_QUESTIONS = {
     "indicators.png": "Which gradient-obfuscation indicators fired on which defense?",
     "calibration.png": "Is each defense's confidence honest, clean and under attack?",
     "transfer_matrix.png": "Do adversarial examples made on one defense fool another?",
+    "convergence.png": "Did the strongest attack's budget converge (--converge): the worst case as its steps double?",
     "worst_case_examples": "What do the worst-case adversarial examples look like at each eps (clean, adversarial, "
     "difference)?",
 }
@@ -153,6 +155,7 @@ def markdown(store: ResultsFile, c: EvalConfig, *, seconds: float | None = None,
         out.append("")
     out += threat_model_section(store, c)
     out += indicator_section(store, c)
+    out += reference_section(store, c)
     out += transfer_section(store, c)
     if plots:
         out += ["## Plots", ""]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 FILE = "budgets.json"
+PLOT = "convergence.png"  # drawn by ..outputs.convergence_plot
 RULE = (
     "double the strongest attack's steps (and restarts) until the worst case falls by no more than the half-width "
     "of its 95% interval"
@@ -42,4 +43,6 @@ def report_lines(out: Path) -> list[str]:
     for d, v in data["defenses"].items():
         curve = ", ".join(f"{p['steps']}: {p['robust_accuracy']:.2f} ± {p['half_width']:.2f}" for p in v["curve"])
         lines.append(f"| {d} | {v['attack']} | {curve} | {verdict(v)} |")
+    if (Path(out) / PLOT).exists():
+        lines += ["", f"The curves as a plot: [{PLOT}]({PLOT}) (the cap and the stopping rule drawn on it)."]
     return lines + [""]
