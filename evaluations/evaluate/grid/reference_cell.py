@@ -25,7 +25,7 @@ from ..compute.reference_checks import run_checks
 from ..compute.run import Run
 from ..config import EvalConfig
 from ..store.results import Kind, cell_key
-from .cells import Cell, Weight, draws
+from .base import Cell, Weight, draws
 
 AUTOATTACK_RAND = "autoattack-rand"
 

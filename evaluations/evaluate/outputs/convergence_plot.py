@@ -18,7 +18,10 @@ from typing import Any
 from ...figures import plt, save_figure
 from ..config import EvalConfig
 from ..store import budgets
-from .plots import FONT, _grid, _header, _labels
+from .layout import FONT
+from .layout import header as _header
+from .layout import labels as _labels
+from .layout import panels as _grid
 
 FILE = budgets.PLOT
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from stochdef.defenses import fit
 from stochdef.evaluations import evaluate_model
-from stochdef.evaluations.evaluate.grid import cells
+from stochdef.evaluations.evaluate.grid import base, cells
 from stochdef.evaluations.evaluate.outputs.report import console_table
 
 N, SAMPLES, JUDGE = 40, 4, 4
@@ -120,7 +120,8 @@ def test_a_per_row_models_numbers_are_those_without_the_probe(
     eot = [r for r in probed.store if r["kind"] == "attack" and r["samples"] == SAMPLES]
     assert eot and all(r["draws"] == f"{SAMPLES} draws, one call on the batch replicated {SAMPLES} times" for r in eot)
     reference_judge = cells.Judge
-    monkeypatch.setattr(cells, "Judge", lambda model, samples, draws=None: reference_judge(model, samples))
-    monkeypatch.setattr(cells, "probe", lambda *a, **k: "per-row")  # no model call: the kind, unprobed
+    for module in (base, cells):  # the clean cells judge in base, the attack cells in cells
+        monkeypatch.setattr(module, "Judge", lambda model, samples, draws=None: reference_judge(model, samples))
+    monkeypatch.setattr(base, "probe", lambda *a, **k: "per-row")  # no model call: the kind, unprobed
     reference = _numbers(run())
     assert reference and reference == _numbers(probed)
