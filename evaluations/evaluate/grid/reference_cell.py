@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ... import libraries
+from ...libraries import AutoAttackRand
 from ...libraries.reference import NAME, RAND_EOT
 from ..compute.reference_checks import run_checks
 from ..compute.run import Run
 from ..config import EvalConfig
 from ..store.results import Kind, cell_key
 from .base import Cell, Weight, draws
-
-AUTOATTACK_RAND = "autoattack-rand"
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ReferenceChecksCell(Cell):
 
     def compute(self, run: Run) -> dict[str, Any]:
         c, fields = run.config, {"defense": self.defense, "eps": self.eps}
-        attack = c.attack(AUTOATTACK_RAND, self.eps, 1)
+        attack = c.attack(AutoAttackRand.name, self.eps, 1)
         reason = attack if isinstance(attack, str) else libraries.unsupported(NAME, attack)
         if reason is not None or isinstance(attack, str):
             return {**fields, "skipped": f"Croce & Hein's checks did not run: {reason}"}
